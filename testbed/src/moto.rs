@@ -1,0 +1,241 @@
+//! moto in server mode stands in for IAM and STS.
+//!
+//! The test bed seeds it only through the AWS APIs (CreateUser, CreateAccessKey, AssumeRole,
+//! ...), exactly as a user would seed a real account, and records every secret it is handed in
+//! the authenticator's [`CredentialStore`]: the webhook needs them to check signatures, which is
+//! what STS does for EKS.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use aws_credential_types::Credentials;
+
+use crate::authn::{CredentialStore, IssuedCredential};
+use crate::paths;
+use crate::process::{free_port, wait_for, Supervised};
+
+/// The account moto uses unless told otherwise.
+pub const ACCOUNT_ID: &str = "123456789012";
+/// IAM's home region, and the region the sync function runs in.
+pub const REGION: &str = "us-east-1";
+
+/// A running moto server.
+pub struct Moto {
+    process: Supervised,
+    endpoint: String,
+}
+
+/// Credentials the test bed issued, with the identity STS reports for them.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IssuedKeys {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_token: Option<String>,
+    /// The caller ARN: an IAM user ARN or an STS assumed-role ARN.
+    pub arn: String,
+}
+
+impl std::fmt::Debug for IssuedKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedKeys")
+            .field("access_key_id", &self.access_key_id)
+            .field("arn", &self.arn)
+            .finish_non_exhaustive()
+    }
+}
+
+impl IssuedKeys {
+    pub fn sdk_credentials(&self) -> Credentials {
+        Credentials::new(
+            &self.access_key_id,
+            &self.secret_access_key,
+            self.session_token.clone(),
+            None,
+            "eks-testbed",
+        )
+    }
+
+    /// The variables the AWS CLI and SDKs read.
+    pub fn env(&self) -> Vec<(String, String)> {
+        let mut env = vec![
+            ("AWS_ACCESS_KEY_ID".to_string(), self.access_key_id.clone()),
+            (
+                "AWS_SECRET_ACCESS_KEY".to_string(),
+                self.secret_access_key.clone(),
+            ),
+        ];
+        if let Some(token) = &self.session_token {
+            env.push(("AWS_SESSION_TOKEN".to_string(), token.clone()));
+        }
+        env
+    }
+}
+
+impl Moto {
+    /// Starts `moto_server` on a free loopback port and waits until it answers.
+    pub async fn start(dir: &Path) -> anyhow::Result<Self> {
+        let program = paths::venv_bin("moto_server");
+        paths::require(&program)?;
+        let port = free_port()?;
+        let mut command = Command::new(&program);
+        command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+        let process = Supervised::spawn("moto", command, &dir.join("moto.log"))?;
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let moto = Self { process, endpoint };
+        let iam = moto.iam();
+        wait_for("moto to answer IAM", Duration::from_secs(60), || {
+            let iam = iam.clone();
+            async move { Ok(iam.list_users().send().await.is_ok()) }
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}\n{}", crate::process::tail(moto.process.log(), 20)))?;
+        Ok(moto)
+    }
+
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
+    /// SDK config pointing IAM and STS at moto, with moto's "anything goes" seeding credentials.
+    pub fn sdk_config(&self) -> aws_config::SdkConfig {
+        aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(REGION))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(
+                aws_credential_types::provider::SharedCredentialsProvider::new(Credentials::new(
+                    "testing",
+                    "testing",
+                    None,
+                    None,
+                    "moto-seed",
+                )),
+            )
+            .build()
+    }
+
+    pub fn iam(&self) -> aws_sdk_iam::Client {
+        aws_sdk_iam::Client::new(&self.sdk_config())
+    }
+
+    pub fn sts(&self) -> aws_sdk_sts::Client {
+        aws_sdk_sts::Client::new(&self.sdk_config())
+    }
+}
+
+/// Seeding operations over moto's AWS APIs. Each issued secret is registered in `creds`.
+pub struct Seeder<'a> {
+    pub iam: aws_sdk_iam::Client,
+    pub sts: aws_sdk_sts::Client,
+    pub creds: &'a CredentialStore,
+}
+
+impl Seeder<'_> {
+    pub async fn create_group(&self, name: &str) -> anyhow::Result<()> {
+        self.iam.create_group().group_name(name).send().await?;
+        Ok(())
+    }
+
+    /// Creates an IAM user with an access key.
+    pub async fn create_user(&self, name: &str) -> anyhow::Result<IssuedKeys> {
+        let user = self.iam.create_user().user_name(name).send().await?;
+        let user = user
+            .user()
+            .ok_or_else(|| anyhow::anyhow!("CreateUser returned no user"))?;
+        let key = self.iam.create_access_key().user_name(name).send().await?;
+        let key = key
+            .access_key()
+            .ok_or_else(|| anyhow::anyhow!("CreateAccessKey returned no key"))?;
+        let issued = IssuedKeys {
+            access_key_id: key.access_key_id().to_string(),
+            secret_access_key: key.secret_access_key().to_string(),
+            session_token: None,
+            arn: user.arn().to_string(),
+        };
+        self.register(&issued, user.user_id());
+        Ok(issued)
+    }
+
+    pub async fn add_user_to_group(&self, user: &str, group: &str) -> anyhow::Result<()> {
+        self.iam
+            .add_user_to_group()
+            .user_name(user)
+            .group_name(group)
+            .send()
+            .await?;
+        Ok(())
+    }
+
+    pub async fn remove_user_from_group(&self, user: &str, group: &str) -> anyhow::Result<()> {
+        self.iam
+            .remove_user_from_group()
+            .user_name(user)
+            .group_name(group)
+            .send()
+            .await?;
+        Ok(())
+    }
+
+    /// Creates a role that principals of this account may assume; returns its ARN.
+    pub async fn create_role(&self, name: &str) -> anyhow::Result<String> {
+        let trust = format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::{ACCOUNT_ID}:root"}},"Action":"sts:AssumeRole"}}]}}"#
+        );
+        let role = self
+            .iam
+            .create_role()
+            .role_name(name)
+            .assume_role_policy_document(trust)
+            .send()
+            .await?;
+        Ok(role
+            .role()
+            .ok_or_else(|| anyhow::anyhow!("CreateRole returned no role"))?
+            .arn()
+            .to_string())
+    }
+
+    /// Assumes a role through STS, as a Lambda function's execution role is assumed.
+    pub async fn assume_role(&self, role_arn: &str, session: &str) -> anyhow::Result<IssuedKeys> {
+        let out = self
+            .sts
+            .assume_role()
+            .role_arn(role_arn)
+            .role_session_name(session)
+            .duration_seconds(43_200)
+            .send()
+            .await?;
+        let c = out
+            .credentials()
+            .ok_or_else(|| anyhow::anyhow!("AssumeRole returned no credentials"))?;
+        let user = out
+            .assumed_role_user()
+            .ok_or_else(|| anyhow::anyhow!("AssumeRole returned no assumed-role user"))?;
+        let issued = IssuedKeys {
+            access_key_id: c.access_key_id().to_string(),
+            secret_access_key: c.secret_access_key().to_string(),
+            session_token: Some(c.session_token().to_string()),
+            arn: user.arn().to_string(),
+        };
+        self.register(&issued, user.assumed_role_id());
+        Ok(issued)
+    }
+
+    fn register(&self, issued: &IssuedKeys, user_id: &str) {
+        self.creds.insert(
+            &issued.access_key_id,
+            IssuedCredential {
+                secret_access_key: issued.secret_access_key.clone(),
+                arn: issued.arn.clone(),
+                user_id: user_id.to_string(),
+            },
+        );
+    }
+}
