@@ -1,1 +1,949 @@
-//! TODO
+//! The one config document: which IAM groups map to which Kubernetes groups, on which clusters.
+//!
+//! It is read once at start, from `EKS_IAM_SYNC_CONFIG` (the document inline) or
+//! `EKS_IAM_SYNC_CONFIG_FILE` (a path), as YAML or JSON (JSON is YAML). Everything is checked
+//! before any cluster is touched: the config decides who gets into clusters, so a typo must stop
+//! the function with an error naming the field (`groups[1].kubernetesGroups[0]: ...`) rather than
+//! quietly grant or drop access.
+//!
+//! ```
+//! use eks_iam_sync::config::Config;
+//!
+//! let config = Config::parse(
+//!     r#"
+//! groups:
+//!   - iamGroup: eks-developers
+//!     kubernetesGroups: [developers]
+//! clusters:
+//!   - {name: dev-a, region: us-east-1}
+//! "#,
+//! )
+//! .unwrap();
+//! assert_eq!(config.max_concurrency, 16);
+//! assert_eq!(config.render_username("alice", "123456789012"), "alice");
+//! ```
+
+use std::collections::HashMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Environment variable holding the config document itself.
+pub const ENV_INLINE: &str = "EKS_IAM_SYNC_CONFIG";
+/// Environment variable holding the path of the config document.
+pub const ENV_FILE: &str = "EKS_IAM_SYNC_CONFIG_FILE";
+
+/// Placeholder for the IAM user name in [`Config::username_template`].
+const USER_NAME: &str = "UserName";
+/// Placeholder for the AWS account id in [`Config::username_template`].
+const ACCOUNT_ID: &str = "AccountID";
+
+/// The prefix Kubernetes reserves for identities it assigns itself (nodes, service accounts,
+/// `system:masters`, ...).
+const RESERVED_PREFIX: &str = "system:";
+/// The one reserved group an operator may grant, and only by setting `allowSystemMasters`: it
+/// bypasses RBAC entirely.
+const SYSTEM_MASTERS: &str = "system:masters";
+
+const MAX_IAM_GROUP_NAME: usize = 128;
+const MAX_IAM_USER_NAME: usize = 64;
+const ACCOUNT_ID_DIGITS: usize = 12;
+const MAX_CLUSTER_NAME: usize = 100;
+const MAX_KUBERNETES_GROUP: usize = 256;
+const MAX_CONCURRENCY: usize = 256;
+
+/// The validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Config {
+    /// IAM groups whose members get access, and the Kubernetes groups they get. Required and
+    /// non-empty: a config granting nothing is a mistake, not a way to revoke (revoking is
+    /// removing the mapping while others remain).
+    pub groups: Vec<GroupMapping>,
+    /// The clusters to keep in step. Required and non-empty, since a run with no cluster would
+    /// succeed while doing nothing.
+    pub clusters: Vec<ClusterRef>,
+    /// The Kubernetes user name for an IAM user. Default `{{UserName}}`. Placeholders:
+    /// `{{UserName}}` (required, so every IAM user keeps a distinct identity in audit logs) and
+    /// `{{AccountID}}`.
+    #[serde(default = "default_username_template")]
+    pub username_template: String,
+    /// How many clusters are updated at once. Default 16, allowed 1..=256: bounded so a large
+    /// fleet neither exhausts the Lambda's connections nor trips API throttling.
+    #[serde(default = "default_max_concurrency")]
+    pub max_concurrency: usize,
+    /// Create the `aws-auth` ConfigMap in a cluster that lacks it. Default true.
+    #[serde(default = "default_create_missing_aws_auth")]
+    pub create_missing_aws_auth: bool,
+    /// Permit mapping to `system:masters` (cluster-admin that bypasses RBAC). Default false, so
+    /// granting it takes a second, deliberate line.
+    #[serde(default)]
+    pub allow_system_masters: bool,
+}
+
+/// Members of one IAM group get these Kubernetes groups.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GroupMapping {
+    pub iam_group: String,
+    /// May be empty: the user is still mapped and can be bound by user name in RBAC.
+    pub kubernetes_groups: Vec<String>,
+}
+
+/// One EKS cluster, by name and region.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClusterRef {
+    pub name: String,
+    pub region: String,
+}
+
+/// The defaults of every optional field, with no groups and no clusters: a base for building a
+/// config in code, not itself valid.
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            groups: Vec::new(),
+            clusters: Vec::new(),
+            username_template: default_username_template(),
+            max_concurrency: default_max_concurrency(),
+            create_missing_aws_auth: default_create_missing_aws_auth(),
+            allow_system_masters: false,
+        }
+    }
+}
+
+fn default_username_template() -> String {
+    format!("{{{{{USER_NAME}}}}}")
+}
+
+fn default_max_concurrency() -> usize {
+    16
+}
+
+fn default_create_missing_aws_auth() -> bool {
+    true
+}
+
+/// Why the config was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Not YAML/JSON, a wrong type, a missing required field or an unknown one; the message
+    /// starts with the field's path.
+    #[error("config does not parse: {0}")]
+    Syntax(#[from] serde_yaml_ng::Error),
+    /// Parsed, but some values are wrong; all of them are listed at once.
+    #[error("config is invalid: {}", join(problems))]
+    Invalid { problems: Vec<Problem> },
+    #[error("both {} and {} are set; set only one", ENV_INLINE, ENV_FILE)]
+    BothSources,
+    #[error(
+        "no config: set {} to the config document or {} to its path",
+        ENV_INLINE,
+        ENV_FILE
+    )]
+    NoSource,
+    #[error("cannot read the config file {path} named by {}: {source}", ENV_FILE)]
+    ReadFile {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// One wrong value: where it is and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Like `groups[1].kubernetesGroups[0]`, in the document's own (camelCase) names.
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+fn join(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(Problem::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl Config {
+    /// Parses a YAML or JSON document and validates it.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = serde_yaml_ng::from_str(text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads the config named by the process environment; see [`Config::from_lookup`].
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the config from `EKS_IAM_SYNC_CONFIG` or the file named by
+    /// `EKS_IAM_SYNC_CONFIG_FILE`, looking variables up with `lookup`. Exactly one must be set;
+    /// an empty or blank value counts as unset, since templates often render unused variables
+    /// that way.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let set = |name| lookup(name).filter(|value: &String| !value.trim().is_empty());
+        match (set(ENV_INLINE), set(ENV_FILE)) {
+            (Some(_), Some(_)) => Err(ConfigError::BothSources),
+            (None, None) => Err(ConfigError::NoSource),
+            (Some(text), None) => Config::parse(&text),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|source| ConfigError::ReadFile { path, source })?;
+                Config::parse(&text)
+            }
+        }
+    }
+
+    /// The Kubernetes user name for an IAM user. Total, so it can be called anywhere; only on a
+    /// validated config is the result guaranteed free of the reserved `system:` prefix.
+    pub fn render_username(&self, user_name: &str, account_id: &str) -> String {
+        let mut rendered = String::with_capacity(self.username_template.len() + user_name.len());
+        for piece in pieces(&self.username_template) {
+            match piece {
+                Piece::Placeholder(USER_NAME) => rendered.push_str(user_name),
+                Piece::Placeholder(ACCOUNT_ID) => rendered.push_str(account_id),
+                Piece::Placeholder(other) => {
+                    rendered.push_str("{{");
+                    rendered.push_str(other);
+                    rendered.push_str("}}");
+                }
+                Piece::Literal(text) | Piece::Unclosed(text) => rendered.push_str(text),
+            }
+        }
+        rendered
+    }
+
+    /// Checks every value against the rules of the system that will consume it (IAM, EKS,
+    /// Kubernetes, aws-auth) and returns all problems found.
+    ///
+    /// Kubernetes groups: non-empty, at most 256 characters, no whitespace or control characters
+    /// (aws-auth is YAML inside a ConfigMap and such names are invisible in `kubectl` output),
+    /// no `{{`/`}}` (aws-iam-authenticator would expand them as templates), and nothing under the
+    /// `system:` prefix Kubernetes reserves for identities it assigns itself (`system:nodes`
+    /// would make a user a node), except `system:masters` when `allowSystemMasters` is set.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Problems::default();
+        self.validate_groups(&mut problems);
+        self.validate_clusters(&mut problems);
+        self.validate_username_template(&mut problems);
+        if !(1..=MAX_CONCURRENCY).contains(&self.max_concurrency) {
+            problems.add(
+                "maxConcurrency",
+                format!(
+                    "{} is out of range, expected 1..={MAX_CONCURRENCY}",
+                    self.max_concurrency
+                ),
+            );
+        }
+        problems.into_result()
+    }
+
+    fn validate_groups(&self, problems: &mut Problems) {
+        if self.groups.is_empty() {
+            problems.add("groups", "must map at least one IAM group");
+        }
+        // IAM group names are unique regardless of case.
+        let mut seen = HashMap::new();
+        for (i, mapping) in self.groups.iter().enumerate() {
+            let path = format!("groups[{i}].iamGroup");
+            if !is_iam_group_name(&mapping.iam_group) {
+                problems.add(
+                    &path,
+                    format!("{:?} is not an IAM group name: expected 1-{MAX_IAM_GROUP_NAME} letters, digits or +=,.@_-", mapping.iam_group),
+                );
+            } else if let Some(first) = seen.insert(mapping.iam_group.to_lowercase(), i) {
+                problems.add(
+                    &path,
+                    format!(
+                        "{:?} duplicates groups[{first}].iamGroup (IAM group names ignore case)",
+                        mapping.iam_group
+                    ),
+                );
+            }
+            for (k, group) in mapping.kubernetes_groups.iter().enumerate() {
+                let path = format!("groups[{i}].kubernetesGroups[{k}]");
+                if let Some(message) = self.kubernetes_group_problem(group) {
+                    problems.add(&path, message);
+                } else if let Some(first) = mapping.kubernetes_groups[..k]
+                    .iter()
+                    .position(|earlier| earlier == group)
+                {
+                    problems.add(
+                        &path,
+                        format!("{group:?} duplicates groups[{i}].kubernetesGroups[{first}]"),
+                    );
+                }
+            }
+        }
+    }
+
+    /// The rule is documented on [`Config::validate`].
+    fn kubernetes_group_problem(&self, group: &str) -> Option<String> {
+        if group.is_empty() {
+            Some("a Kubernetes group name must not be empty".to_owned())
+        } else if group.chars().count() > MAX_KUBERNETES_GROUP {
+            Some(format!(
+                "a Kubernetes group name must be at most {MAX_KUBERNETES_GROUP} characters"
+            ))
+        } else if group.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            Some(format!(
+                "{group:?} contains whitespace or control characters"
+            ))
+        } else if group.contains("{{") || group.contains("}}") {
+            Some(format!(
+                "{group:?} contains {{{{ or }}}}, which aws-iam-authenticator expands as a template"
+            ))
+        } else if group == SYSTEM_MASTERS && !self.allow_system_masters {
+            Some(format!(
+                "{SYSTEM_MASTERS} bypasses RBAC; set allowSystemMasters: true to grant it"
+            ))
+        } else if group.starts_with(RESERVED_PREFIX) && group != SYSTEM_MASTERS {
+            Some(format!(
+                "{group:?} is under the {RESERVED_PREFIX} prefix Kubernetes reserves for identities it assigns"
+            ))
+        } else {
+            None
+        }
+    }
+
+    fn validate_clusters(&self, problems: &mut Problems) {
+        if self.clusters.is_empty() {
+            problems.add("clusters", "must list at least one cluster");
+        }
+        let mut seen = HashMap::new();
+        for (i, cluster) in self.clusters.iter().enumerate() {
+            let mut valid = true;
+            if !is_cluster_name(&cluster.name) {
+                valid = false;
+                problems.add(
+                    format!("clusters[{i}].name"),
+                    format!("{:?} is not an EKS cluster name: expected 1-{MAX_CLUSTER_NAME} letters, digits, - or _, starting with a letter or digit", cluster.name),
+                );
+            }
+            if !is_region(&cluster.region) {
+                valid = false;
+                problems.add(
+                    format!("clusters[{i}].region"),
+                    format!(
+                        "{:?} is not an AWS region: expected a name like us-east-1, us-gov-west-1 or cn-north-1",
+                        cluster.region
+                    ),
+                );
+            }
+            if valid {
+                if let Some(first) = seen.insert(cluster, i) {
+                    problems.add(
+                        format!("clusters[{i}]"),
+                        format!(
+                            "{} in {} duplicates clusters[{first}]",
+                            cluster.name, cluster.region
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    fn validate_username_template(&self, problems: &mut Problems) {
+        let template = &self.username_template;
+        let pieces = pieces(template);
+        let mut has_user_name = false;
+        let mut well_formed = true;
+        for piece in &pieces {
+            let message = match piece {
+                Piece::Placeholder(USER_NAME) => {
+                    has_user_name = true;
+                    continue;
+                }
+                Piece::Placeholder(ACCOUNT_ID) => continue,
+                Piece::Placeholder(other) => format!(
+                    "unknown placeholder {{{{{other}}}}}; allowed are {{{{{USER_NAME}}}}} and {{{{{ACCOUNT_ID}}}}}"
+                ),
+                Piece::Unclosed(text) => format!("{text:?} opens {{{{ without closing it"),
+                Piece::Literal(text) if text.contains("}}") => {
+                    format!("{text:?} has }}}} without an opening {{{{")
+                }
+                Piece::Literal(_) => continue,
+            };
+            well_formed = false;
+            problems.add("usernameTemplate", message);
+        }
+        if !has_user_name {
+            problems.add(
+                "usernameTemplate",
+                format!("{template:?} must contain {{{{{USER_NAME}}}}} so each IAM user keeps a distinct Kubernetes identity"),
+            );
+        } else if well_formed && can_begin_with(&pieces, RESERVED_PREFIX) {
+            problems.add(
+                "usernameTemplate",
+                format!("{template:?} can render a user name starting with {RESERVED_PREFIX}, which Kubernetes reserves"),
+            );
+        }
+    }
+}
+
+/// Collects problems so validation reports all of them, not just the first.
+#[derive(Default)]
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Problem {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    fn into_result(self) -> Result<(), ConfigError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid { problems: self.0 })
+        }
+    }
+}
+
+/// IAM: 1-128 characters of `[\w+=,.@-]`.
+fn is_iam_group_name(name: &str) -> bool {
+    (1..=MAX_IAM_GROUP_NAME).contains(&name.len()) && name.bytes().all(is_iam_name_byte)
+}
+
+fn is_iam_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"_+=,.@-".contains(&b)
+}
+
+/// EKS: 1-100 characters, `^[0-9A-Za-z][A-Za-z0-9\-_]*$`.
+fn is_cluster_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    (1..=MAX_CLUSTER_NAME).contains(&bytes.len())
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
+}
+
+/// `^[a-z]{2}(-gov)?-[a-z]+-\d+$`, which covers the China regions (`cn-north-1`) too.
+fn is_region(region: &str) -> bool {
+    let letters = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase());
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let parts: Vec<&str> = region.split('-').collect();
+    match parts.as_slice() {
+        [area, name, number] => area.len() == 2 && letters(area) && letters(name) && digits(number),
+        [area, "gov", name, number] => {
+            area.len() == 2 && letters(area) && letters(name) && digits(number)
+        }
+        _ => false,
+    }
+}
+
+/// A piece of the username template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Piece<'a> {
+    Literal(&'a str),
+    /// The name between `{{` and `}}`.
+    Placeholder(&'a str),
+    /// A `{{` with no `}}` after it, to the end of the template.
+    Unclosed(&'a str),
+}
+
+/// Splits a template once, so validation and rendering agree on what a placeholder is.
+fn pieces(template: &str) -> Vec<Piece<'_>> {
+    let mut pieces = Vec::new();
+    let mut rest = template;
+    while !rest.is_empty() {
+        match rest.find("{{") {
+            None => {
+                pieces.push(Piece::Literal(rest));
+                break;
+            }
+            Some(0) => match rest[2..].find("}}") {
+                Some(end) => {
+                    pieces.push(Piece::Placeholder(&rest[2..2 + end]));
+                    rest = &rest[2 + end + 2..];
+                }
+                None => {
+                    pieces.push(Piece::Unclosed(rest));
+                    break;
+                }
+            },
+            Some(start) => {
+                pieces.push(Piece::Literal(&rest[..start]));
+                rest = &rest[start..];
+            }
+        }
+    }
+    pieces
+}
+
+/// Whether some IAM user name and account id render the template to a string beginning with
+/// `prefix` (ASCII). Exact rather than a rule of thumb: `{{UserName}}:dev` is refused because a
+/// user named `system` would become `system:dev`, while `{{AccountID}}:{{UserName}}` is allowed.
+fn can_begin_with(pieces: &[Piece<'_>], prefix: &str) -> bool {
+    if prefix.is_empty() {
+        return true;
+    }
+    let Some((first, rest)) = pieces.split_first() else {
+        return false;
+    };
+    let (lengths, allowed): (std::ops::RangeInclusive<usize>, fn(u8) -> bool) = match first {
+        Piece::Literal(text) | Piece::Unclosed(text) => {
+            return if text.len() >= prefix.len() {
+                text.starts_with(prefix)
+            } else {
+                prefix.starts_with(text) && can_begin_with(rest, &prefix[text.len()..])
+            };
+        }
+        Piece::Placeholder(ACCOUNT_ID) => (ACCOUNT_ID_DIGITS..=ACCOUNT_ID_DIGITS, |b| {
+            b.is_ascii_digit()
+        }),
+        Piece::Placeholder(_) => (1..=MAX_IAM_USER_NAME, is_iam_name_byte),
+    };
+    let bytes = prefix.as_bytes();
+    lengths.into_iter().any(|len| {
+        let covered = len.min(bytes.len());
+        bytes[..covered].iter().all(|b| allowed(*b))
+            && (len >= bytes.len() || can_begin_with(rest, &prefix[len..]))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "
+groups:
+  - iamGroup: eks-developers
+    kubernetesGroups: [developers]
+clusters:
+  - {name: dev-a, region: us-east-1}
+";
+
+    fn minimal() -> Config {
+        Config::parse(MINIMAL).expect("minimal config is valid")
+    }
+
+    /// The problems `config` has, as `path: message` lines.
+    fn problems(config: &Config) -> Vec<String> {
+        match config.validate() {
+            Ok(()) => Vec::new(),
+            Err(ConfigError::Invalid { problems }) => {
+                problems.iter().map(Problem::to_string).collect()
+            }
+            Err(other) => panic!("unexpected error {other}"),
+        }
+    }
+
+    /// Asserts that exactly one problem is reported, at `path`, and returns its message.
+    fn single_problem(config: &Config, path: &str) -> String {
+        let found = problems(config);
+        assert_eq!(found.len(), 1, "{found:?}");
+        let prefix = format!("{path}: ");
+        assert!(found[0].starts_with(&prefix), "{found:?}");
+        found[0][prefix.len()..].to_owned()
+    }
+
+    fn with_kubernetes_group(group: &str) -> Config {
+        let mut config = minimal();
+        config.groups[0].kubernetes_groups.push(group.to_owned());
+        config
+    }
+
+    fn with_template(template: &str) -> Config {
+        Config {
+            username_template: template.to_owned(),
+            ..minimal()
+        }
+    }
+
+    fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| vars.get(name).cloned()
+    }
+
+    fn temp_path(name: &str) -> std::path::PathBuf {
+        std::env::temp_dir().join(format!(
+            "eks-iam-sync-config-test-{}-{name}",
+            std::process::id()
+        ))
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let config = minimal();
+        assert_eq!(
+            config,
+            Config {
+                groups: vec![GroupMapping {
+                    iam_group: "eks-developers".to_owned(),
+                    kubernetes_groups: vec!["developers".to_owned()],
+                }],
+                clusters: vec![ClusterRef {
+                    name: "dev-a".to_owned(),
+                    region: "us-east-1".to_owned(),
+                }],
+                username_template: "{{UserName}}".to_owned(),
+                max_concurrency: 16,
+                create_missing_aws_auth: true,
+                allow_system_masters: false,
+            }
+        );
+        assert_eq!(
+            Config {
+                groups: config.groups.clone(),
+                clusters: config.clusters.clone(),
+                ..Config::default()
+            },
+            config
+        );
+    }
+
+    #[test]
+    fn json_parses_like_yaml() {
+        let json = r#"{
+	"groups": [{"iamGroup": "eks-developers", "kubernetesGroups": ["developers"]}],
+	"clusters": [{"name": "dev-a", "region": "us-east-1"}]
+}"#;
+        assert_eq!(Config::parse(json).unwrap(), minimal());
+    }
+
+    #[test]
+    fn yaml_sets_every_field() {
+        let config = Config::parse(
+            "
+groups:
+  - iamGroup: eks-admins
+    kubernetesGroups: [system:masters]
+  - iamGroup: eks-viewers
+    kubernetesGroups: []
+clusters:
+  - {name: prod, region: eu-west-1}
+  - {name: prod, region: cn-north-1}
+usernameTemplate: 'iam:{{AccountID}}:{{UserName}}'
+maxConcurrency: 4
+createMissingAwsAuth: false
+allowSystemMasters: true
+",
+        )
+        .unwrap();
+        assert_eq!(config.groups.len(), 2);
+        assert_eq!(config.clusters[1].region, "cn-north-1");
+        assert_eq!(config.max_concurrency, 4);
+        assert!(!config.create_missing_aws_auth);
+        assert!(config.allow_system_masters);
+        assert_eq!(
+            config.render_username("alice", "123456789012"),
+            "iam:123456789012:alice"
+        );
+    }
+
+    #[test]
+    fn unknown_field_is_named_with_its_path() {
+        let error = Config::parse(&MINIMAL.replace("kubernetesGroups", "kubernetesGroup"))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("groups[0]"), "{error}");
+        assert!(error.contains("unknown field `kubernetesGroup`"), "{error}");
+    }
+
+    #[test]
+    fn missing_required_field_is_named() {
+        let error = Config::parse("groups: []").unwrap_err().to_string();
+        assert!(error.contains("missing field `clusters`"), "{error}");
+    }
+
+    #[test]
+    fn wrong_type_is_named_with_its_path() {
+        let error = Config::parse(&format!("{MINIMAL}maxConcurrency: -1"))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("maxConcurrency"), "{error}");
+    }
+
+    #[test]
+    fn empty_groups_are_refused() {
+        let config = Config {
+            groups: vec![],
+            ..minimal()
+        };
+        single_problem(&config, "groups");
+    }
+
+    #[test]
+    fn invalid_iam_group_name_is_refused() {
+        let mut config = minimal();
+        config.groups[0].iam_group = "eks developers".to_owned();
+        single_problem(&config, "groups[0].iamGroup");
+        config.groups[0].iam_group = "g".repeat(129);
+        single_problem(&config, "groups[0].iamGroup");
+    }
+
+    #[test]
+    fn duplicate_iam_group_is_refused_ignoring_case() {
+        let mut config = minimal();
+        let mut twin = config.groups[0].clone();
+        twin.iam_group = "EKS-Developers".to_owned();
+        config.groups.push(twin);
+        let message = single_problem(&config, "groups[1].iamGroup");
+        assert!(message.contains("groups[0].iamGroup"), "{message}");
+    }
+
+    #[test]
+    fn empty_kubernetes_group_is_refused() {
+        single_problem(&with_kubernetes_group(""), "groups[0].kubernetesGroups[1]");
+    }
+
+    #[test]
+    fn kubernetes_group_with_whitespace_or_control_is_refused() {
+        for group in ["dev ops", " devs", "devs\n", "a\u{7}b"] {
+            single_problem(
+                &with_kubernetes_group(group),
+                "groups[0].kubernetesGroups[1]",
+            );
+        }
+    }
+
+    #[test]
+    fn overlong_kubernetes_group_is_refused() {
+        let group = "g".repeat(257);
+        single_problem(
+            &with_kubernetes_group(&group),
+            "groups[0].kubernetesGroups[1]",
+        );
+        assert!(problems(&with_kubernetes_group(&"g".repeat(256))).is_empty());
+    }
+
+    #[test]
+    fn templated_kubernetes_group_is_refused() {
+        for group in ["{{SessionName}}", "dev-}}"] {
+            single_problem(
+                &with_kubernetes_group(group),
+                "groups[0].kubernetesGroups[1]",
+            );
+        }
+    }
+
+    #[test]
+    fn duplicate_kubernetes_group_is_refused() {
+        let message = single_problem(
+            &with_kubernetes_group("developers"),
+            "groups[0].kubernetesGroups[1]",
+        );
+        assert!(message.contains("kubernetesGroups[0]"), "{message}");
+    }
+
+    #[test]
+    fn system_masters_is_refused_unless_allowed() {
+        let config = with_kubernetes_group("system:masters");
+        let message = single_problem(&config, "groups[0].kubernetesGroups[1]");
+        assert!(message.contains("allowSystemMasters"), "{message}");
+        let allowed = Config {
+            allow_system_masters: true,
+            ..config
+        };
+        assert!(problems(&allowed).is_empty());
+    }
+
+    #[test]
+    fn other_reserved_system_groups_are_refused_even_when_masters_allowed() {
+        let config = Config {
+            allow_system_masters: true,
+            ..with_kubernetes_group("system:nodes")
+        };
+        single_problem(&config, "groups[0].kubernetesGroups[1]");
+    }
+
+    #[test]
+    fn empty_clusters_are_refused() {
+        let config = Config {
+            clusters: vec![],
+            ..minimal()
+        };
+        single_problem(&config, "clusters");
+    }
+
+    #[test]
+    fn invalid_cluster_name_is_refused() {
+        for name in ["", "-dev", "dev.a", &"c".repeat(101)] {
+            let mut config = minimal();
+            config.clusters[0].name = name.to_owned();
+            single_problem(&config, "clusters[0].name");
+        }
+    }
+
+    #[test]
+    fn invalid_region_is_refused() {
+        for region in [
+            "",
+            "us-east",
+            "US-EAST-1",
+            "useast-1",
+            "us-east-1a",
+            "us--1",
+        ] {
+            let mut config = minimal();
+            config.clusters[0].region = region.to_owned();
+            single_problem(&config, "clusters[0].region");
+        }
+    }
+
+    #[test]
+    fn government_and_china_regions_are_accepted() {
+        for region in [
+            "us-gov-west-1",
+            "cn-north-1",
+            "cn-northwest-1",
+            "ap-southeast-5",
+        ] {
+            let mut config = minimal();
+            config.clusters[0].region = region.to_owned();
+            assert!(problems(&config).is_empty(), "{region}");
+        }
+    }
+
+    #[test]
+    fn duplicate_cluster_is_refused() {
+        let mut config = minimal();
+        config.clusters.push(config.clusters[0].clone());
+        let message = single_problem(&config, "clusters[1]");
+        assert!(message.contains("clusters[0]"), "{message}");
+        config.clusters[1].region = "us-west-2".to_owned();
+        assert!(problems(&config).is_empty());
+    }
+
+    #[test]
+    fn unknown_template_placeholder_is_refused() {
+        let message = single_problem(
+            &with_template("{{SessionName}}-{{UserName}}"),
+            "usernameTemplate",
+        );
+        assert!(message.contains("{{SessionName}}"), "{message}");
+    }
+
+    #[test]
+    fn unbalanced_template_braces_are_refused() {
+        single_problem(
+            &with_template("{{UserName}}-{{AccountID"),
+            "usernameTemplate",
+        );
+        single_problem(&with_template("{{UserName}}}}"), "usernameTemplate");
+    }
+
+    #[test]
+    fn template_without_user_name_is_refused() {
+        for template in ["", "{{AccountID}}", "shared-user"] {
+            single_problem(&with_template(template), "usernameTemplate");
+        }
+    }
+
+    #[test]
+    fn template_that_can_render_a_system_name_is_refused() {
+        for template in [
+            "system:{{UserName}}",
+            "{{UserName}}:x",
+            "sys{{UserName}}:x",
+            "{{UserName}}tem:{{AccountID}}",
+        ] {
+            let message = single_problem(&with_template(template), "usernameTemplate");
+            assert!(message.contains("system:"), "{template}: {message}");
+        }
+        for template in [
+            "{{AccountID}}:{{UserName}}",
+            "iam:{{UserName}}",
+            "{{UserName}}",
+            "{{UserName}}@{{AccountID}}",
+            "sys{{UserName}}",
+        ] {
+            assert!(problems(&with_template(template)).is_empty(), "{template}");
+        }
+    }
+
+    #[test]
+    fn max_concurrency_out_of_range_is_refused() {
+        for max_concurrency in [0, 257] {
+            let config = Config {
+                max_concurrency,
+                ..minimal()
+            };
+            single_problem(&config, "maxConcurrency");
+        }
+    }
+
+    #[test]
+    fn all_problems_are_reported_at_once() {
+        let mut config = with_kubernetes_group("");
+        config.clusters[0].region = "nowhere".to_owned();
+        config.max_concurrency = 0;
+        assert_eq!(problems(&config).len(), 3, "{:?}", problems(&config));
+    }
+
+    #[test]
+    fn render_username_substitutes_both_placeholders() {
+        let config = with_template("{{AccountID}}/{{UserName}}");
+        assert_eq!(
+            config.render_username("alice", "123456789012"),
+            "123456789012/alice"
+        );
+        assert_eq!(minimal().render_username("bob", "1"), "bob");
+    }
+
+    #[test]
+    fn env_inline_config_is_read() {
+        let config = Config::from_lookup(lookup(&[(ENV_INLINE, MINIMAL)])).unwrap();
+        assert_eq!(config, minimal());
+    }
+
+    #[test]
+    fn env_file_config_is_read() {
+        let path = temp_path("file.yaml");
+        std::fs::write(&path, MINIMAL).unwrap();
+        let result = Config::from_lookup(lookup(&[(ENV_FILE, path.to_str().unwrap())]));
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(result.unwrap(), minimal());
+    }
+
+    #[test]
+    fn env_both_sources_is_an_error() {
+        let result = Config::from_lookup(lookup(&[(ENV_INLINE, MINIMAL), (ENV_FILE, "x.yaml")]));
+        assert!(
+            matches!(result, Err(ConfigError::BothSources)),
+            "{result:?}"
+        );
+    }
+
+    #[test]
+    fn env_neither_source_is_an_error() {
+        let result = Config::from_lookup(lookup(&[]));
+        assert!(matches!(result, Err(ConfigError::NoSource)), "{result:?}");
+        let blank = Config::from_lookup(lookup(&[(ENV_INLINE, " "), (ENV_FILE, "")]));
+        assert!(matches!(blank, Err(ConfigError::NoSource)), "{blank:?}");
+    }
+
+    #[test]
+    fn env_missing_file_names_the_path() {
+        let path = temp_path("missing.yaml");
+        let path = path.to_str().unwrap();
+        let error = Config::from_lookup(lookup(&[(ENV_FILE, path)])).unwrap_err();
+        assert!(matches!(error, ConfigError::ReadFile { .. }), "{error:?}");
+        assert!(error.to_string().contains(path), "{error}");
+    }
+
+    #[test]
+    fn env_inline_config_is_validated() {
+        let text = MINIMAL.replace("us-east-1", "moon-1");
+        let error = Config::from_lookup(lookup(&[(ENV_INLINE, &text)])).unwrap_err();
+        assert!(error.to_string().contains("clusters[0].region"), "{error}");
+    }
+}
