@@ -1,1 +1,326 @@
-//! TODO
+//! The domain types every part of the product passes around: which IAM users should reach a
+//! cluster, as whom, and which part of the cluster's state one run is allowed to decide about.
+//!
+//! IAM is the truth and the event is only a hint, so a run computes a [`Desired`] (from IAM) and
+//! a [`Scope`] (from the event). The scope is what makes a single-user event safe: it reconciles
+//! that user's entries and leaves every other entry this tool owns exactly as it is, so a partial
+//! view of IAM can never remove someone else's access.
+//!
+//! ```
+//! use std::collections::{BTreeMap, BTreeSet};
+//! use eks_iam_sync::desired::{Desired, Mapping, Scope, UserArn};
+//!
+//! let alice = UserArn::parse("arn:aws:iam::123456789012:user/dev/alice").unwrap();
+//! assert_eq!(alice.user_name(), "alice");
+//!
+//! let desired = Desired {
+//!     scope: Scope::Users(BTreeSet::from(["alice".to_string()])),
+//!     entries: BTreeMap::from([(alice.clone(), Mapping::new("alice", ["devs", "admins", "devs"]))]),
+//! };
+//! assert!(desired.in_scope(&alice));
+//! assert_eq!(desired.entries[&alice].groups, ["admins", "devs"]);
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Longest IAM user name IAM accepts.
+const MAX_USER_NAME_LEN: usize = 64;
+
+/// Why a string is not an IAM user ARN.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ArnError {
+    #[error("`{arn}` is not an IAM user ARN (expected arn:<partition>:iam::<12-digit account>:user/[path/]name): {reason}")]
+    Invalid { arn: String, reason: &'static str },
+}
+
+/// An IAM user ARN, e.g. `arn:aws:iam::123456789012:user/path/alice`.
+///
+/// Validated on construction because it is written into the cluster's `aws-auth` ConfigMap, where
+/// a wrong value would silently grant nothing (or, worse, shadow a hand-made entry). The original
+/// spelling is kept; the authenticator compares ARNs case-insensitively, so callers matching
+/// against cluster state should use [`UserArn::matches`].
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct UserArn(String);
+
+impl UserArn {
+    /// Validates `arn` as an IAM user ARN in any partition.
+    pub fn parse(arn: &str) -> Result<Self, ArnError> {
+        let invalid = |reason| ArnError::Invalid {
+            arn: arn.to_string(),
+            reason,
+        };
+        let mut parts = arn.splitn(6, ':');
+        let (Some("arn"), Some(partition), Some("iam"), Some(""), Some(account), Some(resource)) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
+            return Err(invalid(
+                "not of the form arn:<partition>:iam::<account>:<resource>",
+            ));
+        };
+        if partition.is_empty()
+            || !partition
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b == b'-')
+        {
+            return Err(invalid("the partition is not a lowercase name like `aws`"));
+        }
+        if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(invalid("the account is not 12 digits"));
+        }
+        let Some(path_and_name) = resource.strip_prefix("user/") else {
+            return Err(invalid("the resource is not `user/...`"));
+        };
+        let mut segments: Vec<&str> = path_and_name.split('/').collect();
+        let name = segments.pop().unwrap_or_default();
+        if !is_valid_user_name(name) {
+            return Err(invalid(
+                "the user name is not 1-64 of the characters A-Z a-z 0-9 + = , . @ _ -",
+            ));
+        }
+        if !segments
+            .iter()
+            .all(|segment| is_valid_path_segment(segment))
+        {
+            return Err(invalid("the path has an empty or non-printable segment"));
+        }
+        Ok(Self(arn.to_string()))
+    }
+
+    /// The IAM user name, i.e. the last path segment. This is what a [`Scope`] names, because
+    /// an IAM event identifies a user by name, not by ARN (the path may have just changed).
+    pub fn user_name(&self) -> &str {
+        self.0.rsplit('/').next().unwrap_or_default()
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether `other` names the same principal, compared case-insensitively as
+    /// aws-iam-authenticator does when it looks up a mapping.
+    pub fn matches(&self, other: &str) -> bool {
+        self.0.eq_ignore_ascii_case(other)
+    }
+}
+
+fn is_valid_user_name(name: &str) -> bool {
+    (1..=MAX_USER_NAME_LEN).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b))
+}
+
+fn is_valid_path_segment(segment: &str) -> bool {
+    !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_graphic())
+}
+
+impl fmt::Display for UserArn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for UserArn {
+    type Error = ArnError;
+
+    fn try_from(arn: String) -> Result<Self, Self::Error> {
+        Self::parse(&arn)
+    }
+}
+
+impl From<UserArn> for String {
+    fn from(arn: UserArn) -> Self {
+        arn.0
+    }
+}
+
+impl std::str::FromStr for UserArn {
+    type Err = ArnError;
+
+    fn from_str(arn: &str) -> Result<Self, Self::Err> {
+        Self::parse(arn)
+    }
+}
+
+/// The Kubernetes identity one IAM user should get in a cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Mapping {
+    pub username: String,
+    /// Sorted and deduplicated, so equal access always compares (and renders) equal.
+    pub groups: Vec<String>,
+}
+
+impl Mapping {
+    /// Builds a mapping with its groups sorted and deduplicated.
+    pub fn new<G: Into<String>>(
+        username: impl Into<String>,
+        groups: impl IntoIterator<Item = G>,
+    ) -> Self {
+        let groups: BTreeSet<String> = groups.into_iter().map(Into::into).collect();
+        Self {
+            username: username.into(),
+            groups: groups.into_iter().collect(),
+        }
+    }
+
+    /// The same mapping with the group invariant restored, for values built field by field.
+    pub fn normalized(&self) -> Self {
+        Self::new(self.username.clone(), self.groups.iter().cloned())
+    }
+}
+
+/// Which owned entries a run may decide about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Scope {
+    /// A full reconcile: every owned entry is in scope, so owned entries of users that are no
+    /// longer desired are removed.
+    All,
+    /// A user event: only entries of these IAM user names are in scope. Matching by name rather
+    /// than ARN is deliberate: when a user's path changes, the entry under the old-path ARN is in
+    /// scope too and gets replaced instead of lingering.
+    Users(BTreeSet<String>),
+}
+
+impl Scope {
+    /// Whether entries of IAM user `name` are in scope. IAM user names are unique
+    /// case-insensitively, so the comparison ignores case: a rename that only changes case still
+    /// replaces the old entry.
+    pub fn covers(&self, name: &str) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Users(names) => names.iter().any(|n| n.eq_ignore_ascii_case(name)),
+        }
+    }
+}
+
+/// What IAM says the clusters should contain, and how much of the clusters' state that claim
+/// covers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Desired {
+    pub scope: Scope,
+    pub entries: BTreeMap<UserArn, Mapping>,
+}
+
+impl Desired {
+    /// Whether the owned entry for `arn` is this run's to decide about.
+    pub fn in_scope(&self, arn: &UserArn) -> bool {
+        self.scope.covers(arn.user_name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Scope {
+        Scope::Users(list.iter().map(|s| s.to_string()).collect())
+    }
+
+    #[test]
+    fn parses_user_arn_with_path_in_any_partition() {
+        let arn =
+            UserArn::parse("arn:aws-us-gov:iam::123456789012:user/a/b/alice.smith@x").unwrap();
+        assert_eq!(arn.user_name(), "alice.smith@x");
+        assert_eq!(
+            arn.to_string(),
+            "arn:aws-us-gov:iam::123456789012:user/a/b/alice.smith@x"
+        );
+    }
+
+    #[test]
+    fn rejects_non_user_arns() {
+        for bad in [
+            "",
+            "alice",
+            "arn:aws:iam::123456789012:role/admin",
+            "arn:aws:iam::12345678901:user/alice",
+            "arn:aws:iam:us-east-1:123456789012:user/alice",
+            "arn:aws:sts::123456789012:user/alice",
+            "arn:AWS:iam::123456789012:user/alice",
+            "arn:aws:iam::123456789012:user/",
+            "arn:aws:iam::123456789012:user/a//alice",
+            "arn:aws:iam::123456789012:user/al ice",
+            "arn:aws:iam::123456789012:user/al:ice",
+        ] {
+            assert!(UserArn::parse(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn arn_error_names_the_input() {
+        let err = UserArn::parse("arn:aws:iam::1:user/alice").unwrap_err();
+        assert!(
+            err.to_string().contains("arn:aws:iam::1:user/alice"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn user_name_length_is_limited() {
+        let long = format!("arn:aws:iam::123456789012:user/{}", "a".repeat(65));
+        assert!(UserArn::parse(&long).is_err());
+        assert!(UserArn::parse(&long[..long.len() - 1]).is_ok());
+    }
+
+    #[test]
+    fn arn_matches_case_insensitively() {
+        let arn = UserArn::parse("arn:aws:iam::123456789012:user/Alice").unwrap();
+        assert!(arn.matches("ARN:AWS:IAM::123456789012:USER/alice"));
+        assert!(!arn.matches("arn:aws:iam::123456789012:user/bob"));
+    }
+
+    #[test]
+    fn arn_serializes_as_string_and_validates_on_deserialize() {
+        let arn = UserArn::parse("arn:aws:iam::123456789012:user/alice").unwrap();
+        let json = serde_json::to_string(&arn).unwrap();
+        assert_eq!(json, "\"arn:aws:iam::123456789012:user/alice\"");
+        assert_eq!(serde_json::from_str::<UserArn>(&json).unwrap(), arn);
+        assert!(serde_json::from_str::<UserArn>("\"arn:aws:iam::1:role/x\"").is_err());
+    }
+
+    #[test]
+    fn mapping_groups_are_sorted_and_deduped() {
+        let mapping = Mapping::new("alice", ["b", "a", "b"]);
+        assert_eq!(mapping.groups, ["a", "b"]);
+        let raw = Mapping {
+            username: "alice".into(),
+            groups: vec!["z".into(), "a".into(), "z".into()],
+        };
+        assert_eq!(raw.normalized().groups, ["a", "z"]);
+    }
+
+    #[test]
+    fn scope_all_covers_everyone() {
+        let desired = Desired {
+            scope: Scope::All,
+            entries: BTreeMap::new(),
+        };
+        assert!(desired.in_scope(&UserArn::parse("arn:aws:iam::123456789012:user/x").unwrap()));
+    }
+
+    #[test]
+    fn scope_users_covers_any_path_of_the_named_users_only() {
+        let desired = Desired {
+            scope: names(&["alice"]),
+            entries: BTreeMap::new(),
+        };
+        let old_path = UserArn::parse("arn:aws:iam::123456789012:user/old/alice").unwrap();
+        let other = UserArn::parse("arn:aws:iam::123456789012:user/bob").unwrap();
+        assert!(desired.in_scope(&old_path));
+        assert!(!desired.in_scope(&other));
+    }
+
+    #[test]
+    fn scope_users_ignores_case_like_iam() {
+        assert!(names(&["Alice"]).covers("alice"));
+    }
+}
