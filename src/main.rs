@@ -1,1 +1,182 @@
-fn main() {}
+//! One binary: under Lambda (`AWS_LAMBDA_RUNTIME_API` set) it serves the Lambda runtime;
+//! anywhere else it is a CLI. `main` only wires config, SDK clients and the mode.
+
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+use aws_credential_types::provider::ProvideCredentials;
+use clap::{Parser, Subcommand};
+use eks_iam_sync::cluster::{EksDirectory, DEFAULT_CACHE_TTL};
+use eks_iam_sync::config::Config;
+use eks_iam_sync::handler::{handle, HandleError};
+use eks_iam_sync::iam::SdkIam;
+use eks_iam_sync::report::Report;
+use eks_iam_sync::sync::{App, TokenConnector};
+use eks_iam_sync::token;
+
+#[derive(Parser)]
+#[command(
+    name = "eks-iam-sync",
+    version,
+    about = "Keeps EKS aws-auth mapUsers in step with IAM group membership"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run exactly one Lambda invocation on an event file and print the JSON result.
+    Handle {
+        /// An EventBridge event, a Scheduled Event, or {"action":"reconcile","dryRun":bool}.
+        event: std::path::PathBuf,
+    },
+    /// Full reconcile of every configured cluster.
+    Reconcile {
+        /// Print, per cluster, the unified diff of mapUsers that would be written; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Print an ExecCredential exactly as `aws eks get-token` does (a kubeconfig exec plugin).
+    Token {
+        #[arg(long)]
+        cluster_name: String,
+        /// Defaults to the SDK's region (AWS_REGION, profile).
+        #[arg(long)]
+        region: Option<String>,
+    },
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,aws_config=warn,aws_smithy_runtime=warn".into());
+    tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_span_list(false)
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter)
+        .init();
+}
+
+async fn app(sdk: &aws_config::SdkConfig) -> Result<App, String> {
+    let config = Config::from_env().map_err(|e| e.to_string())?;
+    let credentials = sdk
+        .credentials_provider()
+        .ok_or("no AWS credentials provider is configured")?;
+    Ok(App {
+        config,
+        iam: Box::new(SdkIam::new(aws_sdk_iam::Client::new(sdk))),
+        clusters: Box::new(EksDirectory::new(sdk.clone(), DEFAULT_CACHE_TTL)),
+        connector: Box::new(TokenConnector::new(credentials)),
+    })
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    init_tracing();
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let result = if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
+        lambda(&sdk).await
+    } else {
+        cli(Cli::parse(), &sdk).await
+    };
+    match result {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("eks-iam-sync: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn lambda(sdk: &aws_config::SdkConfig) -> Result<ExitCode, String> {
+    let app = app(sdk).await?;
+    let app = &app;
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<serde_json::Value>| async move {
+            match handle(app, &event.payload).await {
+                Ok(report) => Ok(serde_json::to_value(report)?),
+                Err(HandleError::ClustersFailed(report)) => {
+                    tracing::error!(report = %serde_json::to_string(&report)?, "invocation failed");
+                    Err(lambda_runtime::Error::from(
+                        HandleError::ClustersFailed(report).to_string(),
+                    ))
+                }
+                Err(e) => Err(lambda_runtime::Error::from(e.to_string())),
+            }
+        },
+    ))
+    .await
+    .map_err(|e| e.to_string())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn cli(cli: Cli, sdk: &aws_config::SdkConfig) -> Result<ExitCode, String> {
+    match cli.command {
+        Command::Handle { event } => {
+            let text = std::fs::read_to_string(&event)
+                .map_err(|e| format!("cannot read {}: {e}", event.display()))?;
+            let input: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| format!("{} is not JSON: {e}", event.display()))?;
+            let app = app(sdk).await?;
+            print_outcome(handle(&app, &input).await, false)
+        }
+        Command::Reconcile { dry_run } => {
+            let app = app(sdk).await?;
+            let input = serde_json::json!({"action": "reconcile", "dryRun": dry_run});
+            print_outcome(handle(&app, &input).await, dry_run)
+        }
+        Command::Token {
+            cluster_name,
+            region,
+        } => {
+            let region = region
+                .or_else(|| sdk.region().map(|r| r.to_string()))
+                .ok_or("no region: pass --region or set AWS_REGION")?;
+            let credentials = sdk
+                .credentials_provider()
+                .ok_or("no AWS credentials provider is configured")?
+                .provide_credentials()
+                .await
+                .map_err(|e| format!("no AWS credentials: {e}"))?;
+            let token = token::token(&credentials, &region, &cluster_name, SystemTime::now())
+                .map_err(|e| e.to_string())?;
+            println!("{}", token::exec_credential(&token));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Prints the report (diffs first in a dry run); a failed cluster makes the exit code 1.
+fn print_outcome(outcome: Result<Report, HandleError>, diffs: bool) -> Result<ExitCode, String> {
+    let (report, code) = match outcome {
+        Ok(report) => (report, ExitCode::SUCCESS),
+        Err(HandleError::ClustersFailed(report)) => (*report, ExitCode::from(1)),
+        Err(e) => return Err(e.to_string()),
+    };
+    if diffs {
+        for cluster in &report.clusters {
+            match &cluster.diff {
+                Some(diff) => print!("{diff}"),
+                None => println!(
+                    "# {}: {}{}",
+                    cluster.cluster,
+                    cluster.outcome.as_str(),
+                    cluster
+                        .reason
+                        .as_deref()
+                        .map(|r| format!(" ({r})"))
+                        .unwrap_or_default()
+                ),
+            }
+        }
+    }
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+    );
+    Ok(code)
+}

@@ -1,0 +1,371 @@
+//! The desired state, read from IAM and never from the event.
+//!
+//! An event only says whom to look at; what access they get comes from IAM's current group
+//! membership. That makes duplicate, late and reordered events converge, and a forged event
+//! cannot grant anything. [`IamDirectory`] is the small read-only view this needs; the real
+//! implementation ([`SdkIam`]) reads every page of every listing.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use futures::future::BoxFuture;
+
+use crate::config::Config;
+use crate::desired::{Desired, Mapping, Scope, UserArn};
+use crate::event::Trigger;
+
+/// An IAM user as the listings return it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IamUser {
+    pub name: String,
+    pub arn: String,
+}
+
+/// A failed IAM read; the run stops before touching any cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum IamError {
+    #[error("IAM {operation} for {principal} failed: {detail}")]
+    Call {
+        operation: &'static str,
+        principal: String,
+        detail: String,
+    },
+    #[error("IAM returned an ARN that is not an IAM user ARN for {principal}: {arn}")]
+    BadArn { principal: String, arn: String },
+}
+
+/// What the sync reads from IAM. `None` means IAM said NoSuchEntity: a deleted user or group is
+/// a normal state (its access must go), not an error.
+pub trait IamDirectory: Send + Sync {
+    /// GetUser.
+    fn user<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<IamUser>, IamError>>;
+    /// ListGroupsForUser, all pages: group names.
+    fn groups_for_user<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Vec<String>>, IamError>>;
+    /// GetGroup, all pages: the members.
+    fn group_members<'a>(
+        &'a self,
+        group: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Vec<IamUser>>, IamError>>;
+}
+
+/// Computes what the clusters should hold for `trigger`, from IAM's current state.
+pub async fn desired(
+    iam: &dyn IamDirectory,
+    config: &Config,
+    trigger: &Trigger,
+) -> Result<Desired, IamError> {
+    let mapped: BTreeMap<&str, &[String]> = config
+        .groups
+        .iter()
+        .map(|g| (g.iam_group.as_str(), g.kubernetes_groups.as_slice()))
+        .collect();
+    let mut members: BTreeMap<String, (String, BTreeSet<String>)> = BTreeMap::new();
+    let scope = match trigger {
+        Trigger::Users(names) => {
+            for name in names {
+                let Some(user) = iam.user(name).await? else {
+                    tracing::info!(principal = %name, "IAM user no longer exists; its entry goes");
+                    continue;
+                };
+                let groups = iam.groups_for_user(name).await?.unwrap_or_default();
+                for group in groups.iter().filter(|g| mapped.contains_key(g.as_str())) {
+                    grant(&mut members, &user, mapped[group.as_str()]);
+                }
+            }
+            Scope::Users(names.clone())
+        }
+        Trigger::All => {
+            for (group, kubernetes_groups) in &mapped {
+                match iam.group_members(group).await? {
+                    Some(users) => {
+                        for user in &users {
+                            grant(&mut members, user, kubernetes_groups);
+                        }
+                    }
+                    None => tracing::warn!(iam_group = %group, "mapped IAM group does not exist"),
+                }
+            }
+            Scope::All
+        }
+    };
+    let mut entries = BTreeMap::new();
+    for (name, (arn, groups)) in members {
+        let arn = UserArn::parse(&arn).map_err(|_| IamError::BadArn {
+            principal: name.clone(),
+            arn: arn.clone(),
+        })?;
+        let account = arn
+            .as_str()
+            .split(':')
+            .nth(4)
+            .unwrap_or_default()
+            .to_string();
+        let username = config.render_username(&name, &account);
+        entries.insert(arn, Mapping::new(username, groups));
+    }
+    Ok(Desired { scope, entries })
+}
+
+fn grant(
+    members: &mut BTreeMap<String, (String, BTreeSet<String>)>,
+    user: &IamUser,
+    kubernetes_groups: &[String],
+) {
+    members
+        .entry(user.name.clone())
+        .or_insert_with(|| (user.arn.clone(), BTreeSet::new()))
+        .1
+        .extend(kubernetes_groups.iter().cloned());
+}
+
+/// [`IamDirectory`] over aws-sdk-iam.
+pub struct SdkIam {
+    client: aws_sdk_iam::Client,
+}
+
+impl SdkIam {
+    pub fn new(client: aws_sdk_iam::Client) -> Self {
+        Self { client }
+    }
+}
+
+/// Keeps the SDK's whole error chain (service code, message, request id) in one string.
+fn call_error<E>(operation: &'static str, principal: &str, e: E) -> IamError
+where
+    E: std::error::Error + 'static,
+{
+    IamError::Call {
+        operation,
+        principal: principal.to_string(),
+        detail: aws_sdk_iam::error::DisplayErrorContext(e).to_string(),
+    }
+}
+
+impl IamDirectory for SdkIam {
+    fn user<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<IamUser>, IamError>> {
+        Box::pin(async move {
+            match self.client.get_user().user_name(name).send().await {
+                Ok(out) => Ok(out.user().map(|u| IamUser {
+                    name: u.user_name().to_string(),
+                    arn: u.arn().to_string(),
+                })),
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_no_such_entity_exception()) =>
+                {
+                    Ok(None)
+                }
+                Err(e) => Err(call_error("GetUser", name, e)),
+            }
+        })
+    }
+
+    fn groups_for_user<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Vec<String>>, IamError>> {
+        Box::pin(async move {
+            let mut pages = self
+                .client
+                .list_groups_for_user()
+                .user_name(name)
+                .into_paginator()
+                .send();
+            let mut groups = Vec::new();
+            while let Some(page) = pages.next().await {
+                match page {
+                    Ok(page) => {
+                        groups.extend(page.groups().iter().map(|g| g.group_name().to_string()))
+                    }
+                    Err(e)
+                        if e.as_service_error()
+                            .is_some_and(|s| s.is_no_such_entity_exception()) =>
+                    {
+                        return Ok(None)
+                    }
+                    Err(e) => return Err(call_error("ListGroupsForUser", name, e)),
+                }
+            }
+            Ok(Some(groups))
+        })
+    }
+
+    fn group_members<'a>(
+        &'a self,
+        group: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Vec<IamUser>>, IamError>> {
+        Box::pin(async move {
+            let mut pages = self
+                .client
+                .get_group()
+                .group_name(group)
+                .into_paginator()
+                .send();
+            let mut users = Vec::new();
+            while let Some(page) = pages.next().await {
+                match page {
+                    Ok(page) => users.extend(page.users().iter().map(|u| IamUser {
+                        name: u.user_name().to_string(),
+                        arn: u.arn().to_string(),
+                    })),
+                    Err(e)
+                        if e.as_service_error()
+                            .is_some_and(|s| s.is_no_such_entity_exception()) =>
+                    {
+                        return Ok(None)
+                    }
+                    Err(e) => return Err(call_error("GetGroup", group, e)),
+                }
+            }
+            Ok(Some(users))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ClusterRef, GroupMapping};
+    use std::collections::HashMap;
+
+    /// IAM state as plain maps; the end-to-end tests run the same code against moto.
+    #[derive(Default)]
+    struct Directory {
+        users: HashMap<String, String>,
+        groups: HashMap<String, Vec<String>>,
+    }
+
+    impl Directory {
+        fn with(mut self, user: &str, groups: &[&str]) -> Self {
+            self.users.insert(
+                user.into(),
+                format!("arn:aws:iam::123456789012:user/{user}"),
+            );
+            for g in groups {
+                self.groups
+                    .entry(g.to_string())
+                    .or_default()
+                    .push(user.into());
+            }
+            self
+        }
+    }
+
+    impl IamDirectory for Directory {
+        fn user<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<IamUser>, IamError>> {
+            let user = self.users.get(name).map(|arn| IamUser {
+                name: name.into(),
+                arn: arn.clone(),
+            });
+            Box::pin(async move { Ok(user) })
+        }
+        fn groups_for_user<'a>(
+            &'a self,
+            name: &'a str,
+        ) -> BoxFuture<'a, Result<Option<Vec<String>>, IamError>> {
+            let groups = self.users.contains_key(name).then(|| {
+                let mut g: Vec<String> = self
+                    .groups
+                    .iter()
+                    .filter(|(_, members)| members.iter().any(|m| m == name))
+                    .map(|(g, _)| g.clone())
+                    .collect();
+                g.sort();
+                g
+            });
+            Box::pin(async move { Ok(groups) })
+        }
+        fn group_members<'a>(
+            &'a self,
+            group: &'a str,
+        ) -> BoxFuture<'a, Result<Option<Vec<IamUser>>, IamError>> {
+            let members = self.groups.get(group).map(|m| {
+                m.iter()
+                    .map(|name| IamUser {
+                        name: name.clone(),
+                        arn: self.users[name].clone(),
+                    })
+                    .collect()
+            });
+            Box::pin(async move { Ok(members) })
+        }
+    }
+
+    fn config() -> Config {
+        Config {
+            groups: vec![
+                GroupMapping {
+                    iam_group: "eks-developers".into(),
+                    kubernetes_groups: vec!["developers".into()],
+                },
+                GroupMapping {
+                    iam_group: "eks-viewers".into(),
+                    kubernetes_groups: vec!["viewers".into(), "developers".into()],
+                },
+            ],
+            clusters: vec![ClusterRef {
+                name: "dev-1".into(),
+                region: "us-east-1".into(),
+            }],
+            ..Config::default()
+        }
+    }
+
+    fn users(names: &[&str]) -> Trigger {
+        Trigger::Users(names.iter().map(|s| s.to_string()).collect())
+    }
+
+    #[tokio::test]
+    async fn user_gets_union_of_mapped_groups_sorted() {
+        let iam = Directory::default().with("alice", &["eks-developers", "eks-viewers", "other"]);
+        let d = desired(&iam, &config(), &users(&["alice"])).await.unwrap();
+        let mapping = d.entries.values().next().unwrap();
+        assert_eq!(mapping.username, "alice");
+        assert_eq!(mapping.groups, vec!["developers", "viewers"]);
+        assert_eq!(d.scope, Scope::Users(["alice".to_string()].into()));
+    }
+
+    #[tokio::test]
+    async fn user_in_no_mapped_group_is_not_desired_but_in_scope() {
+        let iam = Directory::default().with("bob", &["other"]);
+        let d = desired(&iam, &config(), &users(&["bob"])).await.unwrap();
+        assert!(d.entries.is_empty());
+        assert!(d.scope.covers("bob"));
+    }
+
+    #[tokio::test]
+    async fn deleted_user_is_in_scope_with_no_entry() {
+        let d = desired(&Directory::default(), &config(), &users(&["gone"]))
+            .await
+            .unwrap();
+        assert!(d.entries.is_empty());
+        assert!(d.scope.covers("gone"));
+    }
+
+    #[tokio::test]
+    async fn full_reconcile_reads_every_mapped_group_and_tolerates_missing_ones() {
+        let iam = Directory::default()
+            .with("alice", &["eks-developers"])
+            .with("carol", &["eks-viewers"]);
+        let d = desired(&iam, &config(), &Trigger::All).await.unwrap();
+        assert_eq!(d.scope, Scope::All);
+        let names: Vec<&str> = d.entries.values().map(|m| m.username.as_str()).collect();
+        assert_eq!(names, vec!["alice", "carol"]);
+    }
+
+    #[tokio::test]
+    async fn username_template_uses_the_account_of_the_arn() {
+        let iam = Directory::default().with("alice", &["eks-developers"]);
+        let config = Config {
+            username_template: "{{AccountID}}:{{UserName}}".into(),
+            ..config()
+        };
+        let d = desired(&iam, &config, &users(&["alice"])).await.unwrap();
+        assert_eq!(
+            d.entries.values().next().unwrap().username,
+            "123456789012:alice"
+        );
+    }
+}
