@@ -77,6 +77,8 @@ impl ApiServerConfig {
             format!("--service-account-signing-key-file={}", d("sa.key")),
             "--service-account-issuer=https://kubernetes.default.svc".into(),
             "--service-cluster-ip-range=10.96.0.0/24".into(),
+            // Loopback may not back the `kubernetes` Service; nothing here needs that Service.
+            "--endpoint-reconciler-type=none".into(),
             "--authorization-mode=RBAC".into(),
             format!("--token-auth-file={}", d("tokens.csv")),
             format!(

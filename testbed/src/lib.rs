@@ -6,6 +6,7 @@
 
 pub mod apiserver;
 pub mod authn;
+pub mod awscli;
 pub mod bed;
 pub mod bootstrap;
 pub mod eks;

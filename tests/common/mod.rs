@@ -1,0 +1,136 @@
+//! Shared pieces of the end-to-end tests: the product wired to a test bed exactly as `main`
+//! wires it to AWS, only with the endpoints and credentials the test bed hands out.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+
+use aws_credential_types::provider::SharedCredentialsProvider;
+use eks_iam_sync::cluster::{EksDirectory, DEFAULT_CACHE_TTL};
+use eks_iam_sync::config::Config;
+use eks_iam_sync::iam::SdkIam;
+use eks_iam_sync::sync::{App, TokenConnector};
+use eks_testbed::TestBed;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, Patch, PatchParams};
+
+pub const REGION: &str = "us-east-1";
+
+/// The product as its own IAM role against `bed`, with the bed's config for every cluster.
+pub fn app(bed: &TestBed) -> App {
+    let description = bed.description();
+    let config = Config::parse(&description.sync_config.to_string()).expect("bed config is valid");
+    let credentials =
+        SharedCredentialsProvider::new(description.credentials.sync_role.sdk_credentials());
+    let sdk = |endpoint: &str| {
+        aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(REGION))
+            .endpoint_url(endpoint)
+            .credentials_provider(credentials.clone())
+            .build()
+    };
+    App {
+        config,
+        iam: Box::new(SdkIam::new(aws_sdk_iam::Client::new(&sdk(&description
+            .endpoints
+            .iam)))),
+        clusters: Box::new(EksDirectory::new(
+            sdk(&description.endpoints.eks),
+            DEFAULT_CACHE_TTL,
+        )),
+        connector: Box::new(TokenConnector::new(credentials.clone())),
+    }
+}
+
+/// A sample event from `events/` with the user name replaced.
+pub fn event(file: &str, user: &str) -> serde_json::Value {
+    let path = format!("{}/events/{file}", env!("CARGO_MANIFEST_DIR"));
+    let mut event: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    event["detail"]["requestParameters"]["userName"] = user.into();
+    event
+}
+
+pub fn aws_auth_api(bed: &TestBed, cluster: &str) -> Api<ConfigMap> {
+    Api::namespaced(bed.admin_client(cluster).unwrap(), "kube-system")
+}
+
+pub async fn aws_auth_data(bed: &TestBed, cluster: &str) -> BTreeMap<String, String> {
+    aws_auth_api(bed, cluster)
+        .get("aws-auth")
+        .await
+        .unwrap()
+        .data
+        .unwrap_or_default()
+}
+
+/// The parsed mapUsers entries of `cluster`.
+pub async fn map_users(bed: &TestBed, cluster: &str) -> Vec<serde_json::Value> {
+    let data = aws_auth_data(bed, cluster).await;
+    match data.get("mapUsers") {
+        Some(text) => serde_yaml_ng::from_str(text).unwrap(),
+        None => Vec::new(),
+    }
+}
+
+/// The entry for `arn`, if any.
+pub async fn entry(bed: &TestBed, cluster: &str, arn: &str) -> Option<serde_json::Value> {
+    map_users(bed, cluster)
+        .await
+        .into_iter()
+        .find(|e| e["userarn"] == arn)
+}
+
+/// Appends a hand-written (unowned) entry through the admin identity, as an operator would.
+pub async fn add_hand_entry(bed: &TestBed, cluster: &str, entry_yaml: &str) {
+    let api = aws_auth_api(bed, cluster);
+    for _ in 0..10 {
+        let current = api.get("aws-auth").await.unwrap();
+        let mut cm = current.clone();
+        let data = cm.data.get_or_insert_with(Default::default);
+        let users = data.entry("mapUsers".into()).or_default();
+        users.push_str(entry_yaml);
+        match api.replace("aws-auth", &Default::default(), &cm).await {
+            Ok(_) => return,
+            Err(kube::Error::Api(s)) if s.code == 409 => continue,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    panic!("could not add a hand entry");
+}
+
+/// Overwrites one data key by merge patch (for breaking aws-auth on purpose).
+pub async fn set_data_key(bed: &TestBed, cluster: &str, key: &str, value: &str) {
+    let patch = serde_json::json!({"data": {key: value}});
+    aws_auth_api(bed, cluster)
+        .patch("aws-auth", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+}
+
+/// Lists pods in `default` as `token`: Ok, or the refusal's HTTP status.
+pub async fn list_pods(bed: &TestBed, cluster: &str, token: &str) -> Result<(), u16> {
+    let api: Api<k8s_openapi::api::core::v1::Pod> =
+        Api::namespaced(bed.client_with_token(cluster, token).unwrap(), "default");
+    match api.list(&Default::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) => Err(status.code),
+        Err(other) => panic!("unexpected client error: {other}"),
+    }
+}
+
+/// Waits for the audit log of `cluster` to show a request by `username`.
+pub async fn audited(bed: &TestBed, cluster: &str, username: &str) -> bool {
+    for _ in 0..50 {
+        if bed
+            .audit_events(cluster)
+            .unwrap()
+            .iter()
+            .any(|e| e["user"]["username"] == username)
+        {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    false
+}
