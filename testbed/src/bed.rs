@@ -1,9 +1,10 @@
 //! The whole test bed: start, describe, operate, and tear down.
 //!
 //! [`TestBed::start`] brings up one etcd, moto, the authentication webhook, the EKS emulator and
-//! N kube-apiservers, seeds IAM through moto's APIs and bootstraps every cluster. Dropping it
-//! stops every process it started. [`TestBed::shared`] gives a test binary one bed that all its
-//! tests use, run on a runtime of its own so that it outlives each test's runtime.
+//! one kube-apiserver per cluster of the fleet, seeds IAM (of every account the fleet uses)
+//! through moto's APIs and bootstraps every cluster. Dropping it stops every process it
+//! started. [`TestBed::shared`] gives a test binary one bed that all its tests use, run on a
+//! runtime of its own so that it outlives each test's runtime.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -17,29 +18,16 @@ use serde::Serialize;
 
 use crate::apiserver::ApiServerConfig;
 use crate::authn::{AuthnState, CredentialStore, KubeAwsAuthSource};
-use crate::bootstrap::{self, ADMIN_ROLE, NODE_ROLE, SYNC_ROLE};
+use crate::bootstrap::{
+    self, role_arn, sync_role_arn, ADMIN_ROLE, CROSS_ACCOUNT_ROLE, CROSS_ACCOUNT_SESSION,
+    NODE_ROLE, SYNC_ROLE,
+};
 use crate::eks::{AuthenticationMode, EksClusterSpec, EksEmulator};
 use crate::moto::{IssuedKeys, Moto, Seeder, ACCOUNT_ID, REGION};
+pub use crate::options::{ClusterOptions, FleetOptions, TestBedOptions};
 use crate::process::{free_port, wait_for, Supervised};
+use crate::wiring::{EmulatorAccessEntries, KeyDirectory};
 use crate::{paths, pki};
-
-/// What to start.
-#[derive(Clone, Debug)]
-pub struct TestBedOptions {
-    /// Number of simulated EKS clusters (default 2).
-    pub clusters: usize,
-    /// Cluster names are `<prefix>-1`, `<prefix>-2`, ... (default `dev`).
-    pub name_prefix: String,
-}
-
-impl Default for TestBedOptions {
-    fn default() -> Self {
-        Self {
-            clusters: 2,
-            name_prefix: "dev".into(),
-        }
-    }
-}
 
 /// The IAM group the seeded config maps to the Kubernetes group `developers`.
 pub const DEVELOPERS_GROUP: &str = "eks-developers";
@@ -52,7 +40,9 @@ pub const ADMIN_SESSION: &str = "jane@example.com";
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Description {
+    /// The default account: IAM users, groups and the sync function live here.
     pub account_id: String,
+    /// The sync function's region.
     pub region: String,
     pub clusters: Vec<ClusterInfo>,
     /// A static token in system:masters, like the EKS cluster creator's access.
@@ -61,7 +51,9 @@ pub struct Description {
     pub credentials: SeededCredentials,
     /// Environment for running eks-iam-sync against the bed as its own IAM role.
     pub env: BTreeMap<String, String>,
-    /// A config document for eks-iam-sync covering every cluster.
+    /// A config document for eks-iam-sync in the current schema (`groups`, `clusters` of
+    /// `name` and `region`): the listed clusters of the default account. Clusters of other
+    /// accounts need their `roleArn`, which that schema cannot carry.
     pub sync_config: serde_json::Value,
     pub dir: PathBuf,
 }
@@ -71,11 +63,22 @@ pub struct Description {
 pub struct ClusterInfo {
     pub name: String,
     pub region: String,
+    pub account_id: String,
+    /// `arn:aws:eks:REGION:ACCOUNT:cluster/NAME`.
+    pub arn: String,
     pub endpoint: String,
     pub ca_file: PathBuf,
     pub audit_log: PathBuf,
-    /// `CONFIG_MAP`, `API_AND_CONFIG_MAP` or `API`, as DescribeCluster reports it.
+    /// `CONFIG_MAP`, `API_AND_CONFIG_MAP` or `API`, as DescribeCluster reports it at start.
     pub authentication_mode: String,
+    /// The tags at start (ListTagsForResource and DescribeCluster report them).
+    pub tags: BTreeMap<String, String>,
+    /// For a cluster outside the default account: the role the sync function assumes to
+    /// reach it (call EKS there and sign the cluster token), which its aws-auth maps.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
+    /// Whether the cluster is meant to be configured explicitly (false: left to discovery).
+    pub listed: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -95,10 +98,15 @@ pub struct SeededCredentials {
     /// The admin role, assumed with session name [`ADMIN_SESSION`].
     pub admin_role: IssuedKeys,
     pub users: BTreeMap<String, IssuedKeys>,
+    /// Per other account: a session of its [`CROSS_ACCOUNT_ROLE`], as the sync function gets
+    /// it by assuming that role (session name [`CROSS_ACCOUNT_SESSION`]).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub cross_account: BTreeMap<String, IssuedKeys>,
 }
 
 struct Cluster {
     config: ApiServerConfig,
+    options: ClusterOptions,
     process: Mutex<Option<Supervised>>,
 }
 
@@ -115,9 +123,14 @@ pub struct TestBed {
 }
 
 impl TestBed {
-    /// Starts everything on the current tokio runtime.
-    pub async fn start(options: TestBedOptions) -> anyhow::Result<TestBed> {
-        anyhow::ensure!(options.clusters >= 1, "at least one cluster is needed");
+    /// Starts everything on the current tokio runtime: a [`TestBedOptions`] (N alike clusters)
+    /// or a [`FleetOptions`] (any mix of regions, accounts, modes and tags).
+    pub async fn start(options: impl Into<FleetOptions>) -> anyhow::Result<TestBed> {
+        Self::start_fleet(options.into()).await
+    }
+
+    async fn start_fleet(fleet: FleetOptions) -> anyhow::Result<TestBed> {
+        fleet.validate()?;
         paths::require(&paths::kube_apiserver())?;
         paths::require(&paths::etcd())?;
         let dir = tempfile::Builder::new().prefix("eks-testbed-").tempdir()?;
@@ -126,13 +139,9 @@ impl TestBed {
         let (etcd, etcd_url) = start_etcd(&root).await?;
         let moto = Moto::start(&root).await?;
         let creds = CredentialStore::new();
-        let credentials = seed_iam(&moto, &creds).await?;
+        let credentials = seed_iam(&moto, &creds, &fleet).await?;
 
         let admin_token = random_token();
-        let names: Vec<String> = (1..=options.clusters)
-            .map(|i| format!("{}-{i}", options.name_prefix))
-            .collect();
-
         let webhook_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let webhook = format!("http://{}", webhook_listener.local_addr()?);
         let eks_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -140,7 +149,8 @@ impl TestBed {
 
         let mut clusters = Vec::new();
         let mut admin_clients = HashMap::new();
-        for name in &names {
+        for options in &fleet.clusters {
+            let name = &options.name;
             let config = ApiServerConfig {
                 cluster: name.clone(),
                 dir: root.join(name),
@@ -157,17 +167,25 @@ impl TestBed {
             );
             clusters.push(Cluster {
                 config,
+                options: options.clone(),
                 process: Mutex::new(None),
             });
         }
 
-        let authn = Arc::new(AuthnState::new(
+        let eks = EksEmulator::new(ACCOUNT_ID);
+        let keys = Arc::new(KeyDirectory::new(creds.clone(), moto.sessions()));
+        eks.set_account_resolver(keys.clone());
+        let authn = AuthnState::new(
             creds.clone(),
             Arc::new(KubeAwsAuthSource::new(admin_clients)),
-        ));
-        let eks = EksEmulator::new(ACCOUNT_ID);
+        )
+        .with_access_entries(Arc::new(EmulatorAccessEntries::new(eks.clone(), &fleet)))
+        .with_issuer(keys);
         let servers = vec![
-            tokio::spawn(serve(webhook_listener, crate::authn::router(authn))),
+            tokio::spawn(serve(
+                webhook_listener,
+                crate::authn::router(Arc::new(authn)),
+            )),
             tokio::spawn(serve(eks_listener, eks.router())),
         ];
 
@@ -184,7 +202,7 @@ impl TestBed {
                     webhook,
                 },
                 env: sync_env(&credentials.sync_role, moto.endpoint(), &eks_endpoint),
-                sync_config: sync_config(&names),
+                sync_config: sync_config(&fleet),
                 credentials,
                 dir: root,
             },
@@ -200,34 +218,63 @@ impl TestBed {
             bed.spawn_apiserver(cluster)?;
         }
         futures::future::try_join_all(bed.clusters.iter().map(|c| bed.wait_ready(c))).await?;
+        let mut infos = Vec::new();
         for cluster in &bed.clusters {
-            let client = bed.admin_client(&cluster.config.cluster)?;
-            bootstrap::bootstrap(&client).await?;
-            let info = ClusterInfo {
-                name: cluster.config.cluster.clone(),
-                region: REGION.into(),
-                endpoint: cluster.config.endpoint(),
-                ca_file: cluster.config.ca_file(),
-                audit_log: cluster.config.audit_log(),
-                authentication_mode: AuthenticationMode::ConfigMap.as_str().into(),
-            };
-            bed.eks.add_cluster(EksClusterSpec {
-                name: info.name.clone(),
-                region: info.region.clone(),
-                account: ACCOUNT_ID.into(),
-                endpoint: info.endpoint.clone(),
-                ca_pem: std::fs::read_to_string(&info.ca_file)?,
-                authentication_mode: AuthenticationMode::ConfigMap,
-                tags: BTreeMap::from([("environment".to_string(), "test-bed".to_string())]),
-            });
-            bed.description.clusters.push(info);
+            infos.push(bed.bootstrap_cluster(cluster).await?);
         }
+        bed.description.clusters = infos;
         Ok(bed)
+    }
+
+    /// Bootstraps one cluster's Kubernetes side, registers it with the EKS emulator (with the
+    /// access entries a cluster in its mode starts with) and describes it.
+    async fn bootstrap_cluster(&self, cluster: &Cluster) -> anyhow::Result<ClusterInfo> {
+        let options = &cluster.options;
+        let client = self.admin_client(&options.name)?;
+        bootstrap::bootstrap_in(&client, &options.account).await?;
+        let spec = EksClusterSpec {
+            name: options.name.clone(),
+            region: options.region.clone(),
+            account: options.account.clone(),
+            endpoint: cluster.config.endpoint(),
+            ca_pem: std::fs::read_to_string(cluster.config.ca_file())?,
+            authentication_mode: options.authentication_mode,
+            tags: options.tags.clone(),
+        };
+        let arn = spec.arn();
+        self.eks.add_cluster(spec);
+        if options.authentication_mode != AuthenticationMode::ConfigMap {
+            for request in bootstrap::initial_access_entries(&options.account) {
+                self.eks.create_access_entry(
+                    &options.account,
+                    &options.region,
+                    &options.name,
+                    request,
+                )?;
+            }
+        }
+        Ok(ClusterInfo {
+            name: options.name.clone(),
+            region: options.region.clone(),
+            account_id: options.account.clone(),
+            arn,
+            endpoint: cluster.config.endpoint(),
+            ca_file: cluster.config.ca_file(),
+            audit_log: cluster.config.audit_log(),
+            authentication_mode: options.authentication_mode.as_str().into(),
+            tags: options.tags.clone(),
+            role_arn: (options.account != ACCOUNT_ID).then(|| sync_role_arn(&options.account)),
+            listed: options.listed,
+        })
     }
 
     /// One bed per test binary, started on first use on a runtime that lives until the
     /// binary exits (its processes die with it; see [`crate::process`]).
-    pub fn shared(options: TestBedOptions) -> &'static TestBed {
+    pub fn shared(options: impl Into<FleetOptions>) -> &'static TestBed {
+        Self::shared_fleet(options.into())
+    }
+
+    fn shared_fleet(options: FleetOptions) -> &'static TestBed {
         static SHARED: OnceLock<Result<&'static TestBed, String>> = OnceLock::new();
         let result = SHARED.get_or_init(|| {
             let (tx, rx) = std::sync::mpsc::channel();
@@ -295,6 +342,26 @@ impl TestBed {
             sts: self.moto.sts(),
             creds: &self.creds,
         }
+    }
+
+    /// Seeding whose IAM calls act in `account` (another account of the fleet, say).
+    pub fn seeder_in(&self, account: &str) -> Seeder<'_> {
+        Seeder {
+            iam: self.moto.iam_in(account),
+            ..self.seeder()
+        }
+    }
+
+    /// An `aws-sdk-eks` client for the emulator in `region`, signing as `keys`: it sees the
+    /// clusters of `keys`' account in that region, as the real regional endpoint would.
+    pub fn eks_client(&self, keys: &IssuedKeys, region: &str) -> aws_sdk_eks::Client {
+        let config = aws_sdk_eks::Config::builder()
+            .behavior_version(aws_sdk_eks::config::BehaviorVersion::latest())
+            .region(aws_sdk_eks::config::Region::new(region.to_owned()))
+            .endpoint_url(&self.description.endpoints.eks)
+            .credentials_provider(keys.sdk_credentials())
+            .build();
+        aws_sdk_eks::Client::from_conf(config)
     }
 
     pub fn moto_endpoint(&self) -> &str {
@@ -437,22 +504,16 @@ async fn start_etcd(root: &std::path::Path) -> anyhow::Result<(Supervised, Strin
     Ok((etcd, url))
 }
 
-/// A dependency-free HTTP/1.0 GET for readiness probes.
+/// A readiness probe: does `path` answer 200?
 async fn http_get_ok(addr: &str, path: &str) -> bool {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
-        return false;
-    };
-    let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
-    if stream.write_all(request.as_bytes()).await.is_err() {
-        return false;
-    }
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response).await;
-    response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200")
+    matches!(crate::process::http_get(addr, path).await, Ok((200, _)))
 }
 
-async fn seed_iam(moto: &Moto, creds: &CredentialStore) -> anyhow::Result<SeededCredentials> {
+async fn seed_iam(
+    moto: &Moto,
+    creds: &CredentialStore,
+    fleet: &FleetOptions,
+) -> anyhow::Result<SeededCredentials> {
     let seeder = Seeder {
         iam: moto.iam(),
         sts: moto.sts(),
@@ -466,11 +527,45 @@ async fn seed_iam(moto: &Moto, creds: &CredentialStore) -> anyhow::Result<Seeded
     seeder.create_role(NODE_ROLE).await?;
     let sync_role = seeder.create_role(SYNC_ROLE).await?;
     let admin_role = seeder.create_role(ADMIN_ROLE).await?;
+    let mut cross_account = BTreeMap::new();
+    for account in fleet.other_accounts() {
+        let keys = seed_other_account(moto, creds, &account, &sync_role).await?;
+        cross_account.insert(account, keys);
+    }
     Ok(SeededCredentials {
         sync_role: seeder.assume_role(&sync_role, "eks-iam-sync").await?,
         admin_role: seeder.assume_role(&admin_role, ADMIN_SESSION).await?,
         users,
+        cross_account,
     })
+}
+
+/// Another account: its node role, and [`CROSS_ACCOUNT_ROLE`] trusting the default account's
+/// sync role; returns a session of the latter.
+async fn seed_other_account(
+    moto: &Moto,
+    creds: &CredentialStore,
+    account: &str,
+    sync_role: &str,
+) -> anyhow::Result<IssuedKeys> {
+    let seeder = Seeder {
+        iam: moto.iam_in(account),
+        sts: moto.sts(),
+        creds,
+    };
+    seeder
+        .create_role_trusting(NODE_ROLE, &format!("arn:aws:iam::{account}:root"))
+        .await?;
+    let access_role = seeder
+        .create_role_trusting(CROSS_ACCOUNT_ROLE, sync_role)
+        .await?;
+    anyhow::ensure!(
+        access_role == role_arn(account, CROSS_ACCOUNT_ROLE),
+        "moto created {access_role} instead of a role in account {account}"
+    );
+    seeder
+        .assume_role(&access_role, CROSS_ACCOUNT_SESSION)
+        .await
 }
 
 fn sync_env(sync_role: &IssuedKeys, moto: &str, eks: &str) -> BTreeMap<String, String> {
@@ -483,10 +578,17 @@ fn sync_env(sync_role: &IssuedKeys, moto: &str, eks: &str) -> BTreeMap<String, S
     env
 }
 
-fn sync_config(clusters: &[String]) -> serde_json::Value {
+/// The product's config in its current schema, for the listed default-account clusters.
+fn sync_config(fleet: &FleetOptions) -> serde_json::Value {
+    let clusters: Vec<serde_json::Value> = fleet
+        .clusters
+        .iter()
+        .filter(|c| c.listed && c.account == ACCOUNT_ID)
+        .map(|c| serde_json::json!({"name": c.name, "region": c.region}))
+        .collect();
     serde_json::json!({
         "groups": [{"iamGroup": DEVELOPERS_GROUP, "kubernetesGroups": ["developers"]}],
-        "clusters": clusters.iter().map(|name| serde_json::json!({"name": name, "region": REGION})).collect::<Vec<_>>(),
+        "clusters": clusters,
     })
 }
 

@@ -1,8 +1,8 @@
-//! `eks-testbed up --clusters N`: start the local EKS test bed, print its JSON description,
-//! and keep it up until interrupted.
+//! `eks-testbed up --clusters N` (or `--cluster SPEC`...): start the local EKS test bed, print
+//! its JSON description, and keep it up until interrupted.
 
 use clap::{Parser, Subcommand};
-use eks_testbed::{TestBed, TestBedOptions};
+use eks_testbed::{ClusterOptions, FleetOptions, TestBed, TestBedOptions};
 
 #[derive(Parser)]
 #[command(name = "eks-testbed", about = "Local EKS test bed for eks-iam-sync")]
@@ -21,6 +21,10 @@ enum Commands {
         /// Cluster name prefix: clusters are PREFIX-1, PREFIX-2, ...
         #[arg(long, default_value = "dev")]
         prefix: String,
+        /// One cluster, instead of --clusters/--prefix (repeatable):
+        /// NAME[,region=REGION][,account=ACCOUNT][,mode=CONFIG_MAP|API_AND_CONFIG_MAP|API][,tag=KEY=VALUE]...[,unlisted]
+        #[arg(long = "cluster", value_name = "SPEC")]
+        cluster_specs: Vec<ClusterOptions>,
         /// Also write the description to this file (handy for scripts).
         #[arg(long)]
         description_file: Option<std::path::PathBuf>,
@@ -39,13 +43,20 @@ async fn main() -> anyhow::Result<()> {
         Commands::Up {
             clusters,
             prefix,
+            cluster_specs,
             description_file,
         } => {
-            let bed = TestBed::start(TestBedOptions {
-                clusters,
-                name_prefix: prefix,
-            })
-            .await?;
+            let fleet = if cluster_specs.is_empty() {
+                FleetOptions::from(TestBedOptions {
+                    clusters,
+                    name_prefix: prefix,
+                })
+            } else {
+                FleetOptions {
+                    clusters: cluster_specs,
+                }
+            };
+            let bed = TestBed::start(fleet).await?;
             let json = serde_json::to_string_pretty(bed.description())?;
             if let Some(path) = description_file {
                 std::fs::write(&path, &json)?;

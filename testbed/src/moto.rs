@@ -1,19 +1,28 @@
-//! moto in server mode stands in for IAM and STS.
+//! moto in server mode stands in for IAM and STS, for the default account and for others.
 //!
 //! The test bed seeds it only through the AWS APIs (CreateUser, CreateAccessKey, AssumeRole,
 //! ...), exactly as a user would seed a real account, and records every secret it is handed in
 //! the authenticator's [`CredentialStore`]: the webhook needs them to check signatures, which is
 //! what STS does for EKS.
+//!
+//! moto (5.x) keeps one IAM/STS state per account. A request acts in the account of its
+//! access key: keys from AssumeRole of a role in another account belong to that account, so
+//! their IAM calls and GetCallerIdentity happen there. Only the very first role of another
+//! account has to be created with moto's `x-moto-account-id` header ([`Moto::iam_in`]). Secrets
+//! STS issues to someone else (the product assuming a role while it runs) are read back from
+//! moto's own inspection endpoint ([`MotoSessions`]), the way STS knows every key it issued.
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use aws_credential_types::Credentials;
+use aws_sdk_iam::config::interceptors::BeforeTransmitInterceptorContextMut;
+use aws_sdk_iam::config::{ConfigBag, Intercept, RuntimeComponents};
 
 use crate::authn::{CredentialStore, IssuedCredential};
 use crate::paths;
-use crate::process::{free_port, wait_for, Supervised};
+use crate::process::{free_port, http_get, wait_for, Supervised};
 
 /// The account moto uses unless told otherwise.
 pub const ACCOUNT_ID: &str = "123456789012";
@@ -125,8 +134,87 @@ impl Moto {
         aws_sdk_iam::Client::new(&self.sdk_config())
     }
 
+    /// An IAM client whose every request acts in `account`, whatever its credentials.
+    pub fn iam_in(&self, account: &str) -> aws_sdk_iam::Client {
+        let config = aws_sdk_iam::config::Builder::from(&self.sdk_config())
+            .interceptor(ActInAccount(account.to_owned()))
+            .build();
+        aws_sdk_iam::Client::from_conf(config)
+    }
+
     pub fn sts(&self) -> aws_sdk_sts::Client {
         aws_sdk_sts::Client::new(&self.sdk_config())
+    }
+
+    /// The role sessions this moto has issued, readable from any runtime.
+    pub fn sessions(&self) -> MotoSessions {
+        MotoSessions {
+            addr: self.endpoint.trim_start_matches("http://").to_owned(),
+        }
+    }
+}
+
+/// Sets moto's `x-moto-account-id` header, which makes a request act in that account.
+#[derive(Debug)]
+struct ActInAccount(String);
+
+impl Intercept for ActInAccount {
+    fn name(&self) -> &'static str {
+        "ActInAccount"
+    }
+
+    fn modify_before_signing(
+        &self,
+        context: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        context
+            .request_mut()
+            .headers_mut()
+            .insert(MOTO_ACCOUNT_HEADER, self.0.clone());
+        Ok(())
+    }
+}
+
+const MOTO_ACCOUNT_HEADER: &str = "x-moto-account-id";
+/// moto's inspection endpoint: every model instance of every service, as JSON.
+const MOTO_DATA_PATH: &str = "/moto-api/data.json";
+
+/// The role sessions moto's STS has issued, in any account.
+#[derive(Clone, Debug)]
+pub struct MotoSessions {
+    addr: String,
+}
+
+/// The fields of one `sts.AssumedRole` in moto's data dump.
+#[derive(serde::Deserialize)]
+struct AssumedRole {
+    access_key_id: String,
+    secret_access_key: String,
+    arn: String,
+    user_id: String,
+}
+
+impl MotoSessions {
+    /// The secret and identity STS issued with `access_key_id`; `None` if it issued no such
+    /// session key (IAM users' keys are not looked up: the test bed registers those itself).
+    pub async fn issued(&self, access_key_id: &str) -> anyhow::Result<Option<IssuedCredential>> {
+        let (status, body) = http_get(&self.addr, MOTO_DATA_PATH).await?;
+        anyhow::ensure!(status == 200, "{MOTO_DATA_PATH} answered {status}");
+        let data: serde_json::Value = serde_json::from_str(&body)?;
+        let sessions: Vec<AssumedRole> = match data.pointer("/sts/AssumedRole") {
+            Some(sessions) => serde_json::from_value(sessions.clone())?,
+            None => Vec::new(),
+        };
+        Ok(sessions
+            .into_iter()
+            .find(|session| session.access_key_id == access_key_id)
+            .map(|session| IssuedCredential {
+                secret_access_key: session.secret_access_key,
+                arn: session.arn,
+                user_id: session.user_id,
+            }))
     }
 }
 
@@ -183,10 +271,21 @@ impl Seeder<'_> {
         Ok(())
     }
 
-    /// Creates a role that principals of this account may assume; returns its ARN.
+    /// Creates a role that principals of the default account may assume; returns its ARN.
     pub async fn create_role(&self, name: &str) -> anyhow::Result<String> {
+        self.create_role_trusting(name, &format!("arn:aws:iam::{ACCOUNT_ID}:root"))
+            .await
+    }
+
+    /// Creates a role whose trust policy lets `principal` (an account root or a role ARN)
+    /// assume it; returns its ARN. moto records the policy but does not enforce it.
+    pub async fn create_role_trusting(
+        &self,
+        name: &str,
+        principal: &str,
+    ) -> anyhow::Result<String> {
         let trust = format!(
-            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::{ACCOUNT_ID}:root"}},"Action":"sts:AssumeRole"}}]}}"#
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"{principal}"}},"Action":"sts:AssumeRole"}}]}}"#
         );
         let role = self
             .iam

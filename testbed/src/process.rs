@@ -163,3 +163,22 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A dependency-free HTTP/1.0 GET of `path` on `addr` (`host:port`): the status code and the
+/// body. HTTP/1.0 makes the server close the connection after a plain, unchunked body.
+pub async fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await?;
+    let response = String::from_utf8_lossy(&response);
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| std::io::Error::other("not an HTTP response"))?;
+    Ok((status, body.to_owned()))
+}

@@ -1,46 +1,20 @@
 //! The test bed itself, end to end: real AWS CLI tokens against real kube-apiservers through
 //! the authentication webhook, and the EKS emulator feeding a TLS-verifying kube client.
 
+mod support;
+
 use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
 use base64::Engine;
 use eks_testbed::awscli::get_token;
-use eks_testbed::moto::IssuedKeys;
 use eks_testbed::{TestBed, TestBedOptions};
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
-use kube::api::{Api, Patch, PatchParams};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::Api;
+use support::{list_pods, map_user, wait_for_audit};
 
 const REGION: &str = "us-east-1";
 
 fn bed() -> &'static TestBed {
     TestBed::shared(TestBedOptions::default())
-}
-
-/// Maps `keys`' IAM user in `cluster`'s aws-auth mapUsers to `username` in group `developers`.
-async fn map_user(bed: &TestBed, cluster: &str, keys: &IssuedKeys, username: &str) {
-    let api: Api<ConfigMap> = Api::namespaced(bed.admin_client(cluster).unwrap(), "kube-system");
-    let current = api.get("aws-auth").await.unwrap();
-    let mut map_users = current
-        .data
-        .and_then(|d| d.get("mapUsers").cloned())
-        .unwrap_or_default();
-    map_users.push_str(&format!(
-        "- userarn: {}\n  username: {username}\n  groups:\n    - developers\n",
-        keys.arn
-    ));
-    let patch = serde_json::json!({"data": {"mapUsers": map_users}});
-    api.patch("aws-auth", &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .unwrap();
-}
-
-/// Lists pods in `default` with `token`; Ok(()) or the HTTP status code of the refusal.
-async fn list_pods(bed: &TestBed, cluster: &str, token: &str) -> Result<(), u16> {
-    let api: Api<Pod> = Api::namespaced(bed.client_with_token(cluster, token).unwrap(), "default");
-    match api.list(&Default::default()).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) => Err(status.code),
-        Err(other) => panic!("unexpected client error: {other}"),
-    }
 }
 
 fn decode(token: &str) -> String {
@@ -50,21 +24,6 @@ fn decode(token: &str) -> String {
 
 fn encode(url: &str) -> String {
     format!("k8s-aws-v1.{}", URL_SAFE_NO_PAD.encode(url))
-}
-
-async fn wait_for_audit(bed: &TestBed, cluster: &str, username: &str) -> serde_json::Value {
-    for _ in 0..50 {
-        if let Some(event) = bed
-            .audit_events(cluster)
-            .unwrap()
-            .into_iter()
-            .find(|e| e["user"]["username"] == username)
-        {
-            return event;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!("no audit event for {username} in {cluster}");
 }
 
 #[tokio::test]

@@ -1,5 +1,5 @@
 //! Mapping a verified caller to a Kubernetes user through `aws-auth`, with the authenticator's
-//! quirks kept on purpose.
+//! quirks kept on purpose, or through an access entry.
 //!
 //! The product's job is to write aws-auth so that EKS grants what it should; a test bed that
 //! parsed the ConfigMap more strictly or more kindly than aws-iam-authenticator would pass
@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde_yaml_ng::{Mapping, Value};
 
-use super::{CallerIdentity, Rejection};
+use super::{AccessEntryGrant, CallerIdentity, Rejection};
 
 const KNOWN_PARTITIONS: [&str; 5] = ["aws", "aws-cn", "aws-us-gov", "aws-iso", "aws-iso-b"];
 const UID_PREFIX: &str = "aws-iam-authenticator";
@@ -53,9 +53,24 @@ pub fn map_identity(
     })
 }
 
+/// The Kubernetes user an access entry makes of `id`: the entry's username with the same
+/// templates aws-auth allows, its groups as they are (EKS takes group names literally).
+pub fn map_access_entry(
+    id: &CallerIdentity,
+    entry: &AccessEntryGrant,
+) -> Result<MappedUser, Rejection> {
+    let canonical = canonicalize_arn(&id.arn)?;
+    Ok(MappedUser {
+        username: render_template(&entry.username, id, &canonical)?,
+        groups: entry.groups.clone(),
+        uid: format!("{UID_PREFIX}:{}:{}", id.account, id.user_id),
+        extra: extra(id, &canonical),
+    })
+}
+
 /// `arn:P:sts::ACCT:assumed-role/<path...>/ROLE/SESSION` becomes `arn:P:iam::ACCT:role/<path...>/ROLE`;
 /// other identity ARNs (IAM users, roles, the root, federated users) stay as they are.
-fn canonicalize_arn(arn: &str) -> Result<String, Rejection> {
+pub fn canonicalize_arn(arn: &str) -> Result<String, Rejection> {
     let unsupported = |why| Rejection::UnsupportedArn {
         arn: arn.to_string(),
         why,
@@ -402,6 +417,25 @@ mod tests {
         assert_eq!(
             err,
             Rejection::Ec2PrivateDnsName("arn:aws:iam::111122223333:role/Admin".into())
+        );
+    }
+
+    #[test]
+    fn access_entry_renders_the_username_and_keeps_groups_literal() {
+        let entry = AccessEntryGrant {
+            username: "arn:aws:sts::{{AccountID}}:assumed-role/Admin/{{SessionName}}".into(),
+            groups: vec!["developers".into(), "raw:{{SessionName}}".into()],
+        };
+        let user = map_access_entry(&role_session(), &entry).unwrap();
+        assert_eq!(
+            user.username,
+            "arn:aws:sts::111122223333:assumed-role/Admin/alice-example.com"
+        );
+        assert_eq!(user.groups, ["developers", "raw:{{SessionName}}"]);
+        assert_eq!(user.uid, "aws-iam-authenticator:111122223333:AROAEXAMPLE");
+        assert_eq!(
+            user.extra["canonicalArn"],
+            ["arn:aws:iam::111122223333:role/Admin"]
         );
     }
 

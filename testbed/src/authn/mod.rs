@@ -8,9 +8,13 @@
 //! token to one cluster's name), then applies the authenticator's mapping rules. Real
 //! kube-apiservers reach it as their token authentication webhook.
 //!
+//! On clusters whose authentication mode includes the EKS API, the access entries are
+//! consulted the way EKS does: before aws-auth (`API_AND_CONFIG_MAP`) or instead of it (`API`).
+//!
 //! The verifier deliberately shares no code with the product's signer, so a signing bug cannot
 //! hide by being made twice.
 
+mod access;
 mod mapping;
 mod server;
 mod sigv4;
@@ -19,7 +23,10 @@ mod verify;
 #[cfg(test)]
 mod test_support;
 
-pub use mapping::{map_identity, MappedUser};
+pub use access::{
+    AccessEntryGrant, AccessEntrySource, AuthenticationMode, ConfigMapOnly, CredentialIssuer,
+};
+pub use mapping::{canonicalize_arn, map_access_entry, map_identity, MappedUser};
 pub use server::{router, webhook_kubeconfig, AuthnState, AwsAuthSource, KubeAwsAuthSource};
 pub use verify::{verify_token, CallerIdentity, CredentialStore, IssuedCredential};
 
@@ -94,4 +101,6 @@ pub enum Rejection {
     Ec2PrivateDnsName(String),
     #[error("cluster {0} has no kube-system/aws-auth ConfigMap")]
     NoAwsAuth(String),
+    #[error("no access entry for {arn} on cluster {cluster}, whose authentication mode API ignores aws-auth")]
+    NoAccessEntry { arn: String, cluster: String },
 }

@@ -1,8 +1,10 @@
 //! The token authentication webhook the test bed's kube-apiservers call.
 //!
 //! One router serves every cluster (`/authenticate/{cluster}`) because the token is bound to
-//! the cluster name through its signature, exactly as on EKS. aws-auth is read on every request
-//! rather than watched: tests edit it and expect the very next request to see the change.
+//! the cluster name through its signature, exactly as on EKS. aws-auth and access entries are
+//! read on every request rather than watched: tests change them and expect the very next
+//! request to see the change. Which of the two decides follows the cluster's authentication
+//! mode, as on EKS.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -20,7 +22,11 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{map_identity, verify_token, CallerIdentity, CredentialStore, MappedUser, Rejection};
+use super::{
+    canonicalize_arn, map_access_entry, map_identity, verify_token, AccessEntrySource,
+    AuthenticationMode, CallerIdentity, ConfigMapOnly, CredentialIssuer, CredentialStore,
+    MappedUser, Rejection,
+};
 
 const TOKEN_REVIEW_KIND: &str = "TokenReview";
 const SUPPORTED_API_VERSIONS: [&str; 2] =
@@ -89,21 +95,69 @@ impl AwsAuthSource for KubeAwsAuthSource {
     }
 }
 
-/// What the webhook needs: the issued secrets (STS's knowledge), aws-auth, and a clock that
-/// tests can freeze.
+/// What the webhook needs: the issued secrets (STS's knowledge, with `issuer` to ask about
+/// secrets nobody registered), aws-auth, the clusters' modes and access entries, and a clock
+/// that tests can freeze.
 pub struct AuthnState {
     pub creds: CredentialStore,
     pub source: Arc<dyn AwsAuthSource>,
+    pub access_entries: Arc<dyn AccessEntrySource>,
+    pub issuer: Option<Arc<dyn CredentialIssuer>>,
     pub clock: fn() -> SystemTime,
 }
 
 impl AuthnState {
-    /// A state on the system clock.
+    /// A state on the system clock, every cluster in `CONFIG_MAP` mode, knowing only the
+    /// secrets in `creds`.
     pub fn new(creds: CredentialStore, source: Arc<dyn AwsAuthSource>) -> Self {
         Self {
             creds,
             source,
+            access_entries: Arc::new(ConfigMapOnly),
+            issuer: None,
             clock: SystemTime::now,
+        }
+    }
+
+    /// Takes modes and access entries from `access_entries`.
+    pub fn with_access_entries(mut self, access_entries: Arc<dyn AccessEntrySource>) -> Self {
+        self.access_entries = access_entries;
+        self
+    }
+
+    /// Asks `issuer` about access keys `creds` does not know.
+    pub fn with_issuer(mut self, issuer: Arc<dyn CredentialIssuer>) -> Self {
+        self.issuer = Some(issuer);
+        self
+    }
+
+    /// Verifies `token` for `cluster`; an unknown access key is looked up with the issuer
+    /// once, and the token verified again if the issuer knew it.
+    async fn verify(&self, cluster: &str, token: &str) -> Result<CallerIdentity, Rejection> {
+        match verify_token(token, cluster, (self.clock)(), &self.creds) {
+            Err(Rejection::UnknownAccessKey(key)) if self.learn(&key).await => {
+                verify_token(token, cluster, (self.clock)(), &self.creds)
+            }
+            outcome => outcome,
+        }
+    }
+
+    /// Registers what the issuer knows about `access_key_id`; true if it knew it.
+    async fn learn(&self, access_key_id: &str) -> bool {
+        let Some(issuer) = &self.issuer else {
+            return false;
+        };
+        match issuer.issued(access_key_id).await {
+            Ok(Some(credential)) => {
+                tracing::info!(access_key_id, arn = %credential.arn, "learned an access key from STS");
+                self.creds.insert(access_key_id, credential);
+                true
+            }
+            Ok(None) => false,
+            Err(error) => {
+                tracing::warn!(access_key_id, error = %format!("{error:#}"), "could not ask STS about an access key");
+                false
+            }
         }
     }
 }
@@ -147,6 +201,24 @@ struct TokenReviewSpec {
     token: String,
 }
 
+/// Which mapping authenticated a caller.
+#[derive(Clone, Copy)]
+enum Via {
+    AccessEntry,
+    AwsAuth,
+}
+
+impl Via {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::AccessEntry => "access entry",
+            Self::AwsAuth => "aws-auth",
+        }
+    }
+}
+
+type Decision = Result<(CallerIdentity, MappedUser, Via), Failure>;
+
 /// Why a request was not authenticated.
 enum Failure {
     /// A decision: the token or the caller is refused.
@@ -175,7 +247,7 @@ async fn authenticate(
     let outcome = decide(&state, &cluster, &review.spec.token).await;
     log_outcome(&cluster, &outcome);
     let (status, review_status) = match outcome {
-        Ok((_, user)) => (StatusCode::OK, granted(user)),
+        Ok((_, user, _)) => (StatusCode::OK, granted(user)),
         Err(Failure::Rejected(_, rejection)) => (StatusCode::OK, denied(&rejection)),
         Err(Failure::Unavailable(_, error)) => (
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -190,13 +262,48 @@ async fn authenticate(
     (status, Json(body)).into_response()
 }
 
-async fn decide(
+/// Verifies the token, then maps the caller as the cluster's mode says: `CONFIG_MAP` through
+/// aws-auth only, `API_AND_CONFIG_MAP` through an access entry if there is one and aws-auth
+/// otherwise, `API` through an access entry only.
+async fn decide(state: &AuthnState, cluster: &str, token: &str) -> Decision {
+    let identity = state
+        .verify(cluster, token)
+        .await
+        .map_err(|rejection| Failure::Rejected(None, rejection))?;
+    let mode = state.access_entries.authentication_mode(cluster);
+    if mode == AuthenticationMode::ConfigMap {
+        return through_aws_auth(state, cluster, identity).await;
+    }
+    match through_access_entry(state, cluster, &identity) {
+        Ok(Some(user)) => Ok((identity, user, Via::AccessEntry)),
+        Ok(None) if mode == AuthenticationMode::Api => {
+            let arn = canonicalize_arn(&identity.arn).unwrap_or_else(|_| identity.arn.clone());
+            let cluster = cluster.to_owned();
+            Err(Failure::Rejected(
+                Some(identity),
+                Rejection::NoAccessEntry { arn, cluster },
+            ))
+        }
+        Ok(None) => through_aws_auth(state, cluster, identity).await,
+        Err(rejection) => Err(Failure::Rejected(Some(identity), rejection)),
+    }
+}
+
+/// The caller's access entry on `cluster`, mapped; `None` if it has none.
+fn through_access_entry(
     state: &AuthnState,
     cluster: &str,
-    token: &str,
-) -> Result<(CallerIdentity, MappedUser), Failure> {
-    let identity = verify_token(token, cluster, (state.clock)(), &state.creds)
-        .map_err(|rejection| Failure::Rejected(None, rejection))?;
+    identity: &CallerIdentity,
+) -> Result<Option<MappedUser>, Rejection> {
+    let principal = canonicalize_arn(&identity.arn)?;
+    state
+        .access_entries
+        .access_entry(cluster, &principal)
+        .map(|entry| map_access_entry(identity, &entry))
+        .transpose()
+}
+
+async fn through_aws_auth(state: &AuthnState, cluster: &str, identity: CallerIdentity) -> Decision {
     let aws_auth = match state.source.aws_auth(cluster).await {
         Ok(Some(data)) => data,
         Ok(None) => {
@@ -208,19 +315,20 @@ async fn decide(
         Err(error) => return Err(Failure::Unavailable(identity, error)),
     };
     match map_identity(&identity, &aws_auth) {
-        Ok(user) => Ok((identity, user)),
+        Ok(user) => Ok((identity, user, Via::AwsAuth)),
         Err(rejection) => Err(Failure::Rejected(Some(identity), rejection)),
     }
 }
 
-fn log_outcome(cluster: &str, outcome: &Result<(CallerIdentity, MappedUser), Failure>) {
+fn log_outcome(cluster: &str, outcome: &Decision) {
     match outcome {
-        Ok((identity, user)) => tracing::info!(
+        Ok((identity, user, via)) => tracing::info!(
             cluster,
             arn = %identity.arn,
             access_key_id = %identity.access_key_id,
             username = %user.username,
             groups = ?user.groups,
+            via = via.as_str(),
             "access granted"
         ),
         Err(Failure::Rejected(identity, reason)) => {
@@ -263,6 +371,7 @@ mod tests {
     use tower::ServiceExt;
 
     use super::super::test_support::{vector, vector_time};
+    use super::super::AccessEntryGrant;
     use super::*;
 
     /// aws-auth served from memory; `None` plays a cluster without the ConfigMap.
@@ -286,12 +395,151 @@ mod tests {
         BTreeMap::from([("mapRoles".to_string(), map_roles.to_string())])
     }
 
-    fn app(aws_auth: Option<BTreeMap<String, String>>) -> Router {
-        router(Arc::new(AuthnState {
-            creds: vector().store(),
-            source: Arc::new(FakeSource(aws_auth)),
+    fn state(aws_auth: Option<BTreeMap<String, String>>) -> AuthnState {
+        AuthnState {
             clock: vector_time,
-        }))
+            ..AuthnState::new(vector().store(), Arc::new(FakeSource(aws_auth)))
+        }
+    }
+
+    fn app(aws_auth: Option<BTreeMap<String, String>>) -> Router {
+        router(Arc::new(state(aws_auth)))
+    }
+
+    /// One cluster mode for every cluster, and at most one access entry (for the vector's
+    /// role, `arn:aws:iam::111122223333:role/Admin`).
+    struct FakeEntries {
+        mode: AuthenticationMode,
+        entry: Option<AccessEntryGrant>,
+    }
+
+    impl AccessEntrySource for FakeEntries {
+        fn authentication_mode(&self, _cluster: &str) -> AuthenticationMode {
+            self.mode
+        }
+
+        fn access_entry(&self, _cluster: &str, principal_arn: &str) -> Option<AccessEntryGrant> {
+            let admin = principal_arn == "arn:aws:iam::111122223333:role/Admin";
+            self.entry.clone().filter(|_| admin)
+        }
+    }
+
+    fn entry_for_admin() -> AccessEntryGrant {
+        AccessEntryGrant {
+            username: "entry:{{SessionName}}".into(),
+            groups: vec!["developers".into()],
+        }
+    }
+
+    /// The review of the vector's token on a cluster in `mode`, with or without aws-auth
+    /// mapping the role and an access entry for it.
+    async fn review_in_mode(
+        mode: AuthenticationMode,
+        aws_auth: Option<BTreeMap<String, String>>,
+        entry: Option<AccessEntryGrant>,
+    ) -> Value {
+        let state = state(aws_auth).with_access_entries(Arc::new(FakeEntries { mode, entry }));
+        let (_, body) = review(
+            router(Arc::new(state)),
+            "test-cluster",
+            "authentication.k8s.io/v1",
+        )
+        .await;
+        body["status"].clone()
+    }
+
+    #[tokio::test]
+    async fn config_map_mode_ignores_access_entries() {
+        let status = review_in_mode(
+            AuthenticationMode::ConfigMap,
+            Some(admin_role_aws_auth()),
+            Some(entry_for_admin()),
+        )
+        .await;
+        assert_eq!(status["user"]["username"], "admin:alice-example.com");
+        let status =
+            review_in_mode(AuthenticationMode::ConfigMap, None, Some(entry_for_admin())).await;
+        assert_eq!(status["authenticated"], false);
+    }
+
+    #[tokio::test]
+    async fn api_and_config_map_mode_prefers_the_access_entry() {
+        let status = review_in_mode(
+            AuthenticationMode::ApiAndConfigMap,
+            Some(admin_role_aws_auth()),
+            Some(entry_for_admin()),
+        )
+        .await;
+        assert_eq!(status["user"]["username"], "entry:alice-example.com");
+        assert_eq!(status["user"]["groups"], json!(["developers"]));
+    }
+
+    #[tokio::test]
+    async fn api_and_config_map_mode_falls_back_to_aws_auth() {
+        let status = review_in_mode(
+            AuthenticationMode::ApiAndConfigMap,
+            Some(admin_role_aws_auth()),
+            None,
+        )
+        .await;
+        assert_eq!(status["user"]["username"], "admin:alice-example.com");
+    }
+
+    #[tokio::test]
+    async fn api_mode_uses_access_entries_only() {
+        let status = review_in_mode(AuthenticationMode::Api, None, Some(entry_for_admin())).await;
+        assert_eq!(status["authenticated"], true);
+        assert_eq!(status["user"]["username"], "entry:alice-example.com");
+
+        let status =
+            review_in_mode(AuthenticationMode::Api, Some(admin_role_aws_auth()), None).await;
+        assert_eq!(status["authenticated"], false);
+        let error = status["error"].as_str().unwrap();
+        assert!(error.contains("no access entry"), "{error}");
+    }
+
+    /// An issuer that knows the vector's key, as STS knows keys it issued.
+    struct VectorIssuer;
+
+    impl CredentialIssuer for VectorIssuer {
+        fn issued<'a>(
+            &'a self,
+            access_key_id: &'a str,
+        ) -> BoxFuture<'a, anyhow::Result<Option<super::super::IssuedCredential>>> {
+            let known = vector().store().get(access_key_id);
+            Box::pin(async move { Ok(known) })
+        }
+    }
+
+    #[tokio::test]
+    async fn unknown_keys_are_learned_from_the_issuer() {
+        let source = Arc::new(FakeSource(Some(admin_role_aws_auth())));
+        let creds = CredentialStore::new();
+        let without = AuthnState {
+            clock: vector_time,
+            ..AuthnState::new(creds.clone(), source.clone())
+        };
+        let (_, body) = review(
+            router(Arc::new(without)),
+            "test-cluster",
+            "authentication.k8s.io/v1",
+        )
+        .await;
+        assert_eq!(body["status"]["authenticated"], false);
+
+        let with = AuthnState {
+            clock: vector_time,
+            ..AuthnState::new(creds.clone(), source)
+        }
+        .with_issuer(Arc::new(VectorIssuer));
+        let (_, body) = review(
+            router(Arc::new(with)),
+            "test-cluster",
+            "authentication.k8s.io/v1",
+        )
+        .await;
+        assert_eq!(body["status"]["authenticated"], true);
+        assert!(creds.get(&vector().access_key_id).is_some());
     }
 
     async fn review(app: Router, cluster: &str, api_version: &str) -> (StatusCode, Value) {

@@ -18,24 +18,18 @@ pub(super) struct Caller {
     pub(super) region: String,
 }
 
-impl Caller {
-    /// Parses the credential scope of `headers` and looks the account up with `account_of`.
-    pub(super) fn from_headers(
-        headers: &HeaderMap,
-        account_of: impl FnOnce(&str) -> String,
-    ) -> Result<Self, ApiError> {
-        let authorization = headers
-            .get(AUTHORIZATION)
-            .ok_or(ApiError::MissingAuthenticationToken)?
-            .to_str()
-            .map_err(|_| incomplete("not ASCII"))?;
-        let (access_key_id, region) = credential_scope(authorization)?;
-        Ok(Self {
-            account: account_of(access_key_id),
-            region: region.to_owned(),
-        })
-    }
+/// The access key id and region of the SigV4 `Authorization` header of `headers`.
+pub(super) fn credential_scope_of(headers: &HeaderMap) -> Result<(String, String), ApiError> {
+    let authorization = headers
+        .get(AUTHORIZATION)
+        .ok_or(ApiError::MissingAuthenticationToken)?
+        .to_str()
+        .map_err(|_| incomplete("not ASCII"))?;
+    let (access_key_id, region) = credential_scope(authorization)?;
+    Ok((access_key_id.to_owned(), region.to_owned()))
+}
 
+impl Caller {
     /// The (account, region) the request addresses.
     pub(super) fn scope(&self) -> Scope {
         Scope {

@@ -1,6 +1,7 @@
 //! EKS wire errors: an HTTP status, the error code in the `x-amzn-ErrorType` header and a
 //! JSON body with `message` (plus `clusterName` where the EKS model has one), which is what
-//! the SDK's REST-JSON error parser reads.
+//! the SDK's REST-JSON error parser reads. Messages quote EKS's own wording where it is known,
+//! because operators (and the product's logs) read them.
 
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -27,6 +28,20 @@ pub enum InjectedError {
 pub(super) enum ApiError {
     #[error("No cluster found for name: {0}.")]
     ClusterNotFound(String),
+    #[error(
+        "The specified principalArn could not be found. You can view your available access \
+         entries with 'list-access-entries'."
+    )]
+    AccessEntryNotFound { cluster: String },
+    #[error("The specified access entry resource is already in use on this cluster.")]
+    AccessEntryInUse { cluster: String },
+    #[error("Cluster {cluster} already has the maximum of {limit} access entries.")]
+    AccessEntryLimitExceeded { cluster: String, limit: usize },
+    #[error(
+        "The cluster's authentication mode must be set to one of [API, API_AND_CONFIG_MAP] to \
+         perform this operation."
+    )]
+    AccessEntriesDisabled { cluster: String },
     #[error("No resource found for ARN: {0}.")]
     ResourceNotFound(String),
     #[error("{0}")]
@@ -49,7 +64,12 @@ impl ApiError {
     /// The error code the SDK matches on.
     pub(super) fn code(&self) -> &'static str {
         match self {
-            Self::ClusterNotFound(_) => "ResourceNotFoundException",
+            Self::ClusterNotFound(_) | Self::AccessEntryNotFound { .. } => {
+                "ResourceNotFoundException"
+            }
+            Self::AccessEntryInUse { .. } => "ResourceInUseException",
+            Self::AccessEntryLimitExceeded { .. } => "ResourceLimitExceededException",
+            Self::AccessEntriesDisabled { .. } => "InvalidRequestException",
             Self::ResourceNotFound(_) => "NotFoundException",
             Self::InvalidParameter(_) => "InvalidParameterException",
             Self::BadRequest(_) => "BadRequestException",
@@ -66,9 +86,14 @@ impl ApiError {
     pub(super) fn status(&self) -> StatusCode {
         match self {
             Self::ClusterNotFound(_)
+            | Self::AccessEntryNotFound { .. }
             | Self::ResourceNotFound(_)
             | Self::UnknownOperation { .. } => StatusCode::NOT_FOUND,
-            Self::InvalidParameter(_) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::AccessEntryInUse { .. } => StatusCode::CONFLICT,
+            Self::InvalidParameter(_)
+            | Self::BadRequest(_)
+            | Self::AccessEntryLimitExceeded { .. }
+            | Self::AccessEntriesDisabled { .. } => StatusCode::BAD_REQUEST,
             Self::MissingAuthenticationToken
             | Self::IncompleteSignature(_)
             | Self::WrongSigningService => StatusCode::FORBIDDEN,
@@ -80,10 +105,41 @@ impl ApiError {
 
     fn body(&self) -> Value {
         let mut body = json!({ "message": self.to_string() });
-        if let Self::ClusterNotFound(name) = self {
-            body["clusterName"] = json!(name);
+        if let Some(cluster) = self.cluster_name() {
+            body["clusterName"] = json!(cluster);
         }
         body
+    }
+
+    /// The `clusterName` member the EKS model gives these exceptions.
+    fn cluster_name(&self) -> Option<&str> {
+        match self {
+            Self::ClusterNotFound(cluster)
+            | Self::AccessEntryNotFound { cluster }
+            | Self::AccessEntryInUse { cluster }
+            | Self::AccessEntryLimitExceeded { cluster, .. }
+            | Self::AccessEntriesDisabled { cluster } => Some(cluster),
+            _ => None,
+        }
+    }
+}
+
+/// An EKS error answered to a Rust caller of the emulator (e.g.
+/// [`EksEmulator::create_access_entry`](super::EksEmulator::create_access_entry)): the code
+/// and message the wire would carry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct EksError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl From<ApiError> for EksError {
+    fn from(err: ApiError) -> Self {
+        Self {
+            code: err.code(),
+            message: err.to_string(),
+        }
     }
 }
 

@@ -1,6 +1,8 @@
-//! One function per EKS operation: request parameters in, response body or wire error out,
-//! over the locked emulator state and the resolved caller.
+//! The cluster operations, one function each (request parameters in, response body or wire
+//! error out, over the locked emulator state and the caller's account and region), plus the
+//! paging and body parsing every operation shares.
 
+use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -8,11 +10,12 @@ use base64::Engine;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::caller::Caller;
+use serde::de::DeserializeOwned;
+
 use super::error::ApiError;
 use super::{ClusterRecord, EmulatorState, Scope};
 
-/// The ListClusters page size limit and default.
+/// The page size limit and default of ListClusters and ListAccessEntries.
 const MAX_RESULTS: usize = 100;
 /// Marks a nextToken as ours, so that arbitrary strings are rejected like EKS does.
 const TOKEN_PREFIX: &str = "eks-emulator/v1/";
@@ -23,69 +26,71 @@ const PLATFORM_VERSION: &str = "eks.1";
 /// order. `include` selects connected clusters, which the emulator has none of.
 pub(super) fn list_clusters(
     state: &EmulatorState,
-    caller: &Caller,
+    scope: &Scope,
     query: &str,
 ) -> Result<Value, ApiError> {
     let page = PageRequest::parse(query)?;
-    let Some(clusters) = state.clusters_in(&caller.scope()) else {
+    let Some(clusters) = state.clusters_in(scope) else {
         return Ok(json!({ "clusters": [] }));
     };
-    let lower = page
-        .after
-        .as_deref()
-        .map_or(Bound::Unbounded, Bound::Excluded);
-    let mut names: Vec<&String> = clusters
-        .range::<str, _>((lower, Bound::Unbounded))
-        .map(|(name, _)| name)
-        .take(page.max_results + 1)
-        .collect();
-    let mut body = json!({});
-    if names.len() > page.max_results {
-        names.truncate(page.max_results);
-        body["nextToken"] = json!(encode_token(names[page.max_results - 1]));
+    let (names, next_token) = paginate(clusters, &page);
+    let mut body = json!({ "clusters": names });
+    if let Some(token) = next_token {
+        body["nextToken"] = json!(token);
     }
-    body["clusters"] = json!(names);
     Ok(body)
 }
 
 /// `GET /clusters/{name}`.
 pub(super) fn describe_cluster(
     state: &EmulatorState,
-    caller: &Caller,
+    scope: &Scope,
     name: &str,
 ) -> Result<Value, ApiError> {
-    let record = state
-        .clusters_in(&caller.scope())
-        .and_then(|clusters| clusters.get(name))
-        .ok_or_else(|| ApiError::ClusterNotFound(name.to_owned()))?;
+    let record = state.cluster(scope, name)?;
     Ok(json!({ "cluster": cluster_json(record) }))
 }
 
-/// `GET /tags/{resourceArn}`. Only cluster ARNs of the caller's account and region resolve,
-/// as the real regional endpoint only knows its own resources.
-pub(super) fn list_tags_for_resource(
-    state: &EmulatorState,
-    caller: &Caller,
-    arn: &str,
-) -> Result<Value, ApiError> {
-    let (scope, name) = parse_cluster_arn(arn)?;
-    let record = (scope == caller.scope())
-        .then(|| state.clusters_in(&scope)?.get(name))
-        .flatten()
-        .ok_or_else(|| ApiError::ResourceNotFound(arn.to_owned()))?;
-    Ok(json!({ "tags": record.spec.tags }))
+/// One page of `map`'s keys after the page's token, and the token of the next page if there
+/// is one.
+pub(super) fn paginate<'m, V>(
+    map: &'m BTreeMap<String, V>,
+    page: &PageRequest,
+) -> (Vec<&'m String>, Option<String>) {
+    let lower = page
+        .after
+        .as_deref()
+        .map_or(Bound::Unbounded, Bound::Excluded);
+    let mut keys: Vec<&String> = map
+        .range::<str, _>((lower, Bound::Unbounded))
+        .map(|(key, _)| key)
+        .take(page.max_results + 1)
+        .collect();
+    if keys.len() <= page.max_results {
+        return (keys, None);
+    }
+    keys.truncate(page.max_results);
+    let token = encode_token(keys[page.max_results - 1]);
+    (keys, Some(token))
 }
 
-/// The paging parameters of ListClusters.
+/// A JSON request body; an empty body is `{}`.
+pub(super) fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let body = if body.is_empty() { b"{}" } else { body };
+    serde_json::from_slice(body)
+        .map_err(|err| ApiError::BadRequest(format!("The request body is not valid: {err}")))
+}
+
+/// The paging parameters of the List operations.
 #[derive(Debug, PartialEq, Eq)]
-struct PageRequest {
+pub(super) struct PageRequest {
     max_results: usize,
     /// The last name of the previous page.
     after: Option<String>,
 }
 
 impl PageRequest {
-    fn parse(query: &str) -> Result<Self, ApiError> {
+    pub(super) fn parse(query: &str) -> Result<Self, ApiError> {
         let mut page = Self {
             max_results: MAX_RESULTS,
             after: None,
@@ -125,26 +130,6 @@ fn decode_token(token: &str) -> Result<String, ApiError> {
         .and_then(|bytes| String::from_utf8(bytes).ok())
         .and_then(|text| text.strip_prefix(TOKEN_PREFIX).map(str::to_owned))
         .ok_or_else(|| ApiError::InvalidParameter("The nextToken is not valid.".to_owned()))
-}
-
-/// Splits `arn:PARTITION:eks:REGION:ACCOUNT:cluster/NAME`; any other EKS ARN shape names a
-/// resource the emulator does not have, anything else is a bad request.
-fn parse_cluster_arn(arn: &str) -> Result<(Scope, &str), ApiError> {
-    let parts: Vec<&str> = arn.splitn(6, ':').collect();
-    let ["arn", _partition, "eks", region, account, resource] = parts.as_slice() else {
-        return Err(ApiError::BadRequest(format!(
-            "{arn} is not a valid EKS ARN."
-        )));
-    };
-    let name = resource
-        .strip_prefix("cluster/")
-        .filter(|name| !name.is_empty() && !name.contains('/'))
-        .ok_or_else(|| ApiError::ResourceNotFound(arn.to_owned()))?;
-    let scope = Scope {
-        account: (*account).to_owned(),
-        region: (*region).to_owned(),
-    };
-    Ok((scope, name))
 }
 
 /// The DescribeCluster `cluster` structure. Fields the emulator has no notion of (VPC,
@@ -203,23 +188,5 @@ mod tests {
                 Err(ApiError::InvalidParameter(_))
             ));
         }
-    }
-
-    #[test]
-    fn cluster_arn_parses_into_scope_and_name() {
-        let (scope, name) =
-            parse_cluster_arn("arn:aws:eks:us-east-1:123456789012:cluster/a").unwrap();
-        assert_eq!(
-            (scope.account.as_str(), scope.region.as_str(), name),
-            ("123456789012", "us-east-1", "a")
-        );
-        assert!(matches!(
-            parse_cluster_arn("arn:aws:eks:us-east-1:123456789012:nodegroup/a/b/c"),
-            Err(ApiError::ResourceNotFound(_))
-        ));
-        assert!(matches!(
-            parse_cluster_arn("not-an-arn"),
-            Err(ApiError::BadRequest(_))
-        ));
     }
 }

@@ -17,14 +17,14 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::*;
 
-const ACCOUNT: &str = "123456789012";
-const OTHER_ACCOUNT: &str = "210987654321";
-const REGION: &str = "us-east-1";
-const ACCESS_KEY: &str = "AKIDTESTBED";
+pub(super) const ACCOUNT: &str = "123456789012";
+pub(super) const OTHER_ACCOUNT: &str = "210987654321";
+pub(super) const REGION: &str = "us-east-1";
+pub(super) const ACCESS_KEY: &str = "AKIDTESTBED";
 const CA_PEM: &str = "-----BEGIN CERTIFICATE-----\nMIIBtest\n-----END CERTIFICATE-----\n";
 
 /// An emulator serving on an ephemeral port, and its base URL.
-async fn start() -> (EksEmulator, String) {
+pub(super) async fn start() -> (EksEmulator, String) {
     let emulator = EksEmulator::new(ACCOUNT);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -32,7 +32,7 @@ async fn start() -> (EksEmulator, String) {
     (emulator, url)
 }
 
-fn client(url: &str, region: &'static str, retry: RetryConfig) -> Client {
+pub(super) fn client(url: &str, region: &'static str, retry: RetryConfig) -> Client {
     let config = aws_sdk_eks::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::from_static(region))
@@ -44,11 +44,11 @@ fn client(url: &str, region: &'static str, retry: RetryConfig) -> Client {
 }
 
 /// A us-east-1 client that does not retry, so every call is one request.
-fn plain_client(url: &str) -> Client {
+pub(super) fn plain_client(url: &str) -> Client {
     client(url, REGION, RetryConfig::disabled())
 }
 
-fn cluster(name: &str) -> EksClusterSpec {
+pub(super) fn cluster(name: &str) -> EksClusterSpec {
     EksClusterSpec::new(name, REGION, ACCOUNT, "https://127.0.0.1:6443", CA_PEM)
 }
 
@@ -365,14 +365,14 @@ async fn unsupported_operations_get_unknown_operation_errors() {
 
     let create = eks.create_cluster().name("new").send().await.unwrap_err();
     assert_eq!(create.code(), Some("UnknownOperationException"));
-    let entries = eks
-        .list_access_entries()
+    let nodegroups = eks
+        .list_nodegroups()
         .cluster_name("new")
         .send()
         .await
         .unwrap_err();
-    assert_eq!(entries.code(), Some("UnknownOperationException"));
-    assert_eq!(entries.raw_response().unwrap().status().as_u16(), 404);
+    assert_eq!(nodegroups.code(), Some("UnknownOperationException"));
+    assert_eq!(nodegroups.raw_response().unwrap().status().as_u16(), 404);
 }
 
 #[tokio::test]
