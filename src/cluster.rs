@@ -1,19 +1,25 @@
-//! Where each cluster is and how to reach it.
+//! Where each cluster is and how to reach it, through the EKS control-plane API.
 //!
-//! DescribeCluster gives the endpoint, the CA and the authentication mode. The answer is cached
-//! for warm invocations (endpoints and CAs change rarely; the TTL bounds how stale they get), so
-//! a warm Lambda makes no EKS call at all for a user event.
+//! DescribeCluster gives the endpoint, the CA, the authentication mode and the tags; ListClusters
+//! the names discovery looks at. The answers are cached for warm invocations (endpoints, CAs and
+//! tags change rarely; the TTL bounds how stale they get, and every full reconcile starts
+//! afresh), so a warm Lambda handling a user event makes no DescribeCluster or ListClusters
+//! call for clusters it has seen, only the access-entry calls of that backend. Each cluster is
+//! reached as the identity its config asks for ([`CredentialsFor`]): one EKS client per region
+//! and identity.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use futures::future::BoxFuture;
 
 use crate::config::ClusterRef;
+use crate::credentials::CredentialsFor;
+use crate::sync::{AccessEntryStore, EksAccessEntries};
 
-/// How long a DescribeCluster answer is reused. Default 15 minutes.
+/// How long a DescribeCluster or ListClusters answer is reused. Default 15 minutes.
 pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(15 * 60);
 
 /// A cluster's authentication mode (`accessConfig.authenticationMode`).
@@ -52,75 +58,165 @@ pub struct ClusterTarget {
     /// The cluster CA in PEM, decoded from DescribeCluster's base64.
     pub ca_pem: String,
     pub mode: AuthenticationMode,
+    /// The role the cluster is reached as (EKS calls and the token); `None`: the function's own
+    /// identity. Resolved to credentials through [`CredentialsFor`] where they are used.
+    pub role_arn: Option<String>,
+    /// The cluster's tags, which discovery matches.
+    pub tags: BTreeMap<String, String>,
 }
 
 /// A cluster could not be described or reached.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
-    #[error("cluster {cluster} ({region}): DescribeCluster failed: {detail}")]
+    #[error("cluster {cluster} ({region}): DescribeCluster failed{}: {detail}", as_role(.role_arn))]
     Describe {
         cluster: String,
         region: String,
+        role_arn: Option<String>,
         detail: String,
     },
-    #[error("cluster {cluster} ({region}) does not exist")]
-    NotFound { cluster: String, region: String },
+    #[error("cluster {cluster} ({region}) does not exist{}", as_role(.role_arn))]
+    NotFound {
+        cluster: String,
+        region: String,
+        role_arn: Option<String>,
+    },
     #[error("cluster {cluster}: DescribeCluster returned {what}")]
     Incomplete { cluster: String, what: String },
     #[error("cluster {cluster}: cannot build a Kubernetes client: {detail}")]
     Client { cluster: String, detail: String },
+    #[error("ListClusters in {region} failed{}: {detail}", as_role(.role_arn))]
+    List {
+        region: String,
+        role_arn: Option<String>,
+        detail: String,
+    },
+    #[error("region {region}: {source}")]
+    Identity {
+        region: String,
+        #[source]
+        source: crate::credentials::IdentityError,
+    },
 }
 
-/// Looks clusters up; the real one is [`EksDirectory`].
+fn as_role(role_arn: &Option<String>) -> String {
+    role_arn
+        .as_deref()
+        .map(|role| format!(" as {role}"))
+        .unwrap_or_default()
+}
+
+/// The EKS control plane as the sync needs it; the real one is [`EksDirectory`].
 pub trait ClusterDirectory: Send + Sync {
+    /// DescribeCluster, as the identity `cluster.role_arn` names.
     fn describe<'a>(
         &'a self,
         cluster: &'a ClusterRef,
     ) -> BoxFuture<'a, Result<ClusterTarget, ClusterError>>;
+
+    /// ListClusters in `region`, all pages: the names, as the identity `role_arn` names.
+    fn list<'a>(
+        &'a self,
+        region: &'a str,
+        role_arn: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Vec<String>, ClusterError>>;
+
+    /// The access entries of a described cluster, through the EKS API as the target's identity.
+    fn access_entries(
+        &self,
+        target: &ClusterTarget,
+    ) -> Result<Box<dyn AccessEntryStore>, ClusterError>;
+
+    /// Drops cached answers, so the next calls read EKS afresh. A full reconcile does this: a
+    /// new authentication mode, endpoint, tag or cluster then counts from the next scheduled
+    /// run, not only after the cache TTL.
+    fn forget_cached(&self) {}
 }
 
-/// [`ClusterDirectory`] over aws-sdk-eks, one client per region, answers cached for a TTL.
+/// (role, region, name): what a DescribeCluster answer depends on.
+type DescribeKey = (Option<String>, String, String);
+/// (role, region): one EKS client, one ListClusters answer.
+type RegionKey = (Option<String>, String);
+
+/// [`ClusterDirectory`] over aws-sdk-eks, one client per region and identity, answers cached
+/// for a TTL.
 pub struct EksDirectory {
     sdk: aws_config::SdkConfig,
+    identities: Arc<dyn CredentialsFor>,
     ttl: Duration,
-    clients: Mutex<HashMap<String, aws_sdk_eks::Client>>,
-    cache: Mutex<HashMap<ClusterRef, (Instant, ClusterTarget)>>,
+    clients: Mutex<HashMap<RegionKey, aws_sdk_eks::Client>>,
+    cache: Mutex<HashMap<DescribeKey, (Instant, ClusterTarget)>>,
+    listings: Mutex<HashMap<RegionKey, (Instant, Vec<String>)>>,
 }
 
 impl EksDirectory {
+    /// Reaches every cluster as the SDK config's own identity; a cluster with `roleArn` fails.
     pub fn new(sdk: aws_config::SdkConfig, ttl: Duration) -> Self {
+        let own = sdk.credentials_provider();
+        Self::with_identities(sdk, ttl, Arc::new(own))
+    }
+
+    /// Reaches each cluster as the identity `identities` gives for its `roleArn`.
+    pub fn with_identities(
+        sdk: aws_config::SdkConfig,
+        ttl: Duration,
+        identities: Arc<dyn CredentialsFor>,
+    ) -> Self {
         Self {
             sdk,
+            identities,
             ttl,
             clients: Mutex::default(),
             cache: Mutex::default(),
+            listings: Mutex::default(),
         }
     }
 
-    fn client(&self, region: &str) -> aws_sdk_eks::Client {
+    fn client(
+        &self,
+        region: &str,
+        role_arn: Option<&str>,
+    ) -> Result<aws_sdk_eks::Client, ClusterError> {
+        let key = (role_arn.map(str::to_owned), region.to_owned());
         let mut clients = self.clients.lock().expect("eks clients lock");
-        clients
-            .entry(region.to_string())
-            .or_insert_with(|| {
-                let config = aws_sdk_eks::config::Builder::from(&self.sdk)
-                    .region(aws_sdk_eks::config::Region::new(region.to_string()))
-                    .build();
-                aws_sdk_eks::Client::from_conf(config)
-            })
-            .clone()
+        if let Some(client) = clients.get(&key) {
+            return Ok(client.clone());
+        }
+        let credentials = self
+            .identities
+            .credentials_for(role_arn)
+            .map_err(|source| ClusterError::Identity {
+                region: region.to_owned(),
+                source,
+            })?;
+        let config = aws_sdk_eks::config::Builder::from(&self.sdk)
+            .region(aws_sdk_eks::config::Region::new(region.to_owned()))
+            .credentials_provider(credentials)
+            .build();
+        let client = aws_sdk_eks::Client::from_conf(config);
+        clients.insert(key, client.clone());
+        Ok(client)
+    }
+
+    fn describe_key(cluster: &ClusterRef) -> DescribeKey {
+        (
+            cluster.role_arn.clone(),
+            cluster.region.clone(),
+            cluster.name.clone(),
+        )
     }
 
     fn cached(&self, cluster: &ClusterRef) -> Option<ClusterTarget> {
         let cache = self.cache.lock().expect("cluster cache lock");
         cache
-            .get(cluster)
+            .get(&Self::describe_key(cluster))
             .filter(|(at, _)| at.elapsed() < self.ttl)
             .map(|(_, target)| target.clone())
     }
 
     async fn fetch(&self, cluster: &ClusterRef) -> Result<ClusterTarget, ClusterError> {
         let out = self
-            .client(&cluster.region)
+            .client(&cluster.region, cluster.role_arn.as_deref())?
             .describe_cluster()
             .name(&cluster.name)
             .send()
@@ -132,11 +228,13 @@ impl EksDirectory {
                     ClusterError::NotFound {
                         cluster: cluster.name.clone(),
                         region: cluster.region.clone(),
+                        role_arn: cluster.role_arn.clone(),
                     }
                 } else {
                     ClusterError::Describe {
                         cluster: cluster.name.clone(),
                         region: cluster.region.clone(),
+                        role_arn: cluster.role_arn.clone(),
                         detail: aws_sdk_eks::error::DisplayErrorContext(e).to_string(),
                     }
                 }
@@ -168,7 +266,35 @@ impl EksDirectory {
             endpoint: endpoint.to_string(),
             ca_pem,
             mode: AuthenticationMode::from_eks(mode.as_deref()),
+            role_arn: cluster.role_arn.clone(),
+            tags: described
+                .tags()
+                .map(|tags| tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default(),
         })
+    }
+
+    async fn fetch_list(
+        &self,
+        region: &str,
+        role_arn: Option<&str>,
+    ) -> Result<Vec<String>, ClusterError> {
+        let mut names: Vec<String> = self
+            .client(region, role_arn)?
+            .list_clusters()
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<String>, _>>()
+            .await
+            .map_err(|e| ClusterError::List {
+                region: region.to_owned(),
+                role_arn: role_arn.map(str::to_owned),
+                detail: aws_sdk_eks::error::DisplayErrorContext(e).to_string(),
+            })?;
+        names.sort();
+        names.dedup();
+        Ok(names)
     }
 }
 
@@ -182,12 +308,51 @@ impl ClusterDirectory for EksDirectory {
                 return Ok(target);
             }
             let target = self.fetch(cluster).await?;
-            self.cache
-                .lock()
-                .expect("cluster cache lock")
-                .insert(cluster.clone(), (Instant::now(), target.clone()));
+            self.cache.lock().expect("cluster cache lock").insert(
+                Self::describe_key(cluster),
+                (Instant::now(), target.clone()),
+            );
             Ok(target)
         })
+    }
+
+    fn list<'a>(
+        &'a self,
+        region: &'a str,
+        role_arn: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Vec<String>, ClusterError>> {
+        Box::pin(async move {
+            let key = (role_arn.map(str::to_owned), region.to_owned());
+            let cached = self
+                .listings
+                .lock()
+                .expect("cluster listing lock")
+                .get(&key)
+                .filter(|(at, _)| at.elapsed() < self.ttl)
+                .map(|(_, names)| names.clone());
+            if let Some(names) = cached {
+                return Ok(names);
+            }
+            let names = self.fetch_list(region, role_arn).await?;
+            self.listings
+                .lock()
+                .expect("cluster listing lock")
+                .insert(key, (Instant::now(), names.clone()));
+            Ok(names)
+        })
+    }
+
+    fn access_entries(
+        &self,
+        target: &ClusterTarget,
+    ) -> Result<Box<dyn AccessEntryStore>, ClusterError> {
+        let client = self.client(&target.region, target.role_arn.as_deref())?;
+        Ok(Box::new(EksAccessEntries::new(client, &target.name)))
+    }
+
+    fn forget_cached(&self) {
+        self.cache.lock().expect("cluster cache lock").clear();
+        self.listings.lock().expect("cluster listing lock").clear();
     }
 }
 

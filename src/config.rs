@@ -22,11 +22,18 @@
 //! assert_eq!(config.max_concurrency, 16);
 //! assert_eq!(config.render_username("alice", "123456789012"), "alice");
 //! ```
+//!
+//! Which backend writes a cluster's access (`backend`), clusters found by tags (`discovery`) and
+//! clusters in other accounts (`roleArn`) are described on [`ClusterRef`] and [`Discovery`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+use serde::de::{MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::access_entries::RESERVED_PREFIXES;
 
 /// Environment variable holding the config document itself.
 pub const ENV_INLINE: &str = "EKS_IAM_SYNC_CONFIG";
@@ -51,6 +58,10 @@ const ACCOUNT_ID_DIGITS: usize = 12;
 const MAX_CLUSTER_NAME: usize = 100;
 const MAX_KUBERNETES_GROUP: usize = 256;
 const MAX_CONCURRENCY: usize = 256;
+const MAX_ROLE_NAME: usize = 64;
+/// EKS tag limits.
+const MAX_TAG_KEY: usize = 128;
+const MAX_TAG_VALUE: usize = 256;
 
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,9 +71,19 @@ pub struct Config {
     /// non-empty: a config granting nothing is a mistake, not a way to revoke (revoking is
     /// removing the mapping while others remain).
     pub groups: Vec<GroupMapping>,
-    /// The clusters to keep in step. Required and non-empty, since a run with no cluster would
-    /// succeed while doing nothing.
+    /// The clusters to keep in step, by name. At least one cluster or one discovery block is
+    /// required, since a run with no cluster would succeed while doing nothing.
+    #[serde(default)]
     pub clusters: Vec<ClusterRef>,
+    /// Clusters found by region and tags at run time, synced in addition to `clusters`. One block
+    /// or a list of them (one per account, say). A cluster both listed and discovered is synced
+    /// once, with the settings of its `clusters` entry.
+    #[serde(
+        default,
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub discovery: Vec<Discovery>,
     /// The Kubernetes user name for an IAM user. Default `{{UserName}}`. Placeholders:
     /// `{{UserName}}` (required, so every IAM user keeps a distinct identity in audit logs) and
     /// `{{AccountID}}`.
@@ -90,12 +111,150 @@ pub struct GroupMapping {
     pub kubernetes_groups: Vec<String>,
 }
 
-/// One EKS cluster, by name and region.
+/// One EKS cluster, by name and region, and how to reach and write it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClusterRef {
     pub name: String,
     pub region: String,
+    /// Where the mappings go. Default `auto`.
+    #[serde(default, skip_serializing_if = "Backend::is_auto")]
+    pub backend: Backend,
+    /// A role to assume (STS AssumeRole) for this cluster: EKS is called, and the cluster token
+    /// signed, as that role, so it can be in another account. Absent: the function's own role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
+}
+
+impl ClusterRef {
+    /// A cluster reached as the function itself, backend `auto`.
+    pub fn new(name: impl Into<String>, region: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            region: region.into(),
+            backend: Backend::Auto,
+            role_arn: None,
+        }
+    }
+
+    /// What makes two references the same cluster: name, region and account. The account is
+    /// the `roleArn`'s, or `None` for the function's own account (which config does not know),
+    /// so a `roleArn` in the function's own account counts as another account here.
+    pub fn key(&self) -> ClusterKey {
+        ClusterKey {
+            account: self
+                .role_arn
+                .as_deref()
+                .and_then(role_account)
+                .map(str::to_owned),
+            region: self.region.clone(),
+            name: self.name.clone(),
+        }
+    }
+}
+
+/// The identity of a cluster across `clusters` and `discovery`; see [`ClusterRef::key`].
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ClusterKey {
+    pub account: Option<String>,
+    pub region: String,
+    pub name: String,
+}
+
+/// Which store holds a cluster's mappings.
+///
+/// `auto` follows the cluster's authentication mode, read at run time: access entries in `API`
+/// and `API_AND_CONFIG_MAP`, aws-auth in `CONFIG_MAP`. An explicit backend the mode cannot serve
+/// (`accessEntries` on a `CONFIG_MAP` cluster, `configMap` on an `API` cluster) fails that
+/// cluster with an error naming it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Backend {
+    #[default]
+    Auto,
+    /// The `kube-system/aws-auth` ConfigMap (`mapUsers`).
+    ConfigMap,
+    /// EKS access entries.
+    AccessEntries,
+}
+
+impl Backend {
+    pub fn is_auto(&self) -> bool {
+        *self == Backend::Auto
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Auto => "auto",
+            Backend::ConfigMap => "configMap",
+            Backend::AccessEntries => "accessEntries",
+        }
+    }
+}
+
+/// Clusters found at run time: every cluster in `regions` whose tags include all of `tags`
+/// (ListClusters, all pages, then DescribeCluster for the tags).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Discovery {
+    /// Required, non-empty.
+    pub regions: Vec<String>,
+    /// Required; a cluster matches when it carries every key with exactly this value. `{}`
+    /// matches every cluster in the regions, so it has to be written out.
+    pub tags: BTreeMap<String, String>,
+    /// The backend of every cluster this block finds. Default `auto`.
+    #[serde(default, skip_serializing_if = "Backend::is_auto")]
+    pub backend: Backend,
+    /// A role to assume for listing, describing and writing the clusters this block finds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
+}
+
+impl Discovery {
+    /// Whether a cluster with `tags` is one this block selects.
+    pub fn matches(&self, tags: &BTreeMap<String, String>) -> bool {
+        self.tags.iter().all(|(k, v)| tags.get(k) == Some(v))
+    }
+
+    /// The reference under which a cluster this block found is synced.
+    pub fn cluster(&self, name: &str, region: &str) -> ClusterRef {
+        ClusterRef {
+            name: name.to_owned(),
+            region: region.to_owned(),
+            backend: self.backend,
+            role_arn: self.role_arn.clone(),
+        }
+    }
+}
+
+/// `discovery` is one block or a list of blocks.
+fn one_or_many<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Discovery>, D::Error> {
+    struct OneOrMany;
+    impl<'de> Visitor<'de> for OneOrMany {
+        type Value = Vec<Discovery>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a discovery block or a list of discovery blocks")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            Discovery::deserialize(MapAccessDeserializer::new(map)).map(|block| vec![block])
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+            Vec::deserialize(SeqAccessDeserializer::new(seq))
+        }
+
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+    }
+    deserializer.deserialize_any(OneOrMany)
+}
+
+/// The account of a role ARN (`arn:aws:iam::123456789012:role/name` -> `123456789012`).
+pub fn role_account(role_arn: &str) -> Option<&str> {
+    role_arn.split(':').nth(4).filter(|a| !a.is_empty())
 }
 
 /// The defaults of every optional field, with no groups and no clusters: a base for building a
@@ -105,6 +264,7 @@ impl Default for Config {
         Config {
             groups: Vec::new(),
             clusters: Vec::new(),
+            discovery: Vec::new(),
             username_template: default_username_template(),
             max_concurrency: default_max_concurrency(),
             create_missing_aws_auth: default_create_missing_aws_auth(),
@@ -231,10 +391,19 @@ impl Config {
     /// no `{{`/`}}` (aws-iam-authenticator would expand them as templates), and nothing under the
     /// `system:` prefix Kubernetes reserves for identities it assigns itself (`system:nodes`
     /// would make a user a node), except `system:masters` when `allowSystemMasters` is set.
+    ///
+    /// Access entries: EKS refuses Kubernetes groups and user names starting with `system:`,
+    /// `eks:`, `aws:`, `amazon:` or `iam:`. When a cluster or discovery block asks for
+    /// `backend: accessEntries`, groups and the username template that could produce such a
+    /// name are refused here. A cluster on `auto` learns its mode only at run time, so the same
+    /// rule is applied then, to that cluster, if it resolves to access entries: it fails with
+    /// the principal and the name, and nothing is written to it. Validating `auto` here would
+    /// refuse configs that are fine on an all-`CONFIG_MAP` fleet.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut problems = Problems::default();
         self.validate_groups(&mut problems);
         self.validate_clusters(&mut problems);
+        self.validate_discovery(&mut problems);
         self.validate_username_template(&mut problems);
         if !(1..=MAX_CONCURRENCY).contains(&self.max_concurrency) {
             problems.add(
@@ -311,18 +480,55 @@ impl Config {
             Some(format!(
                 "{group:?} is under the {RESERVED_PREFIX} prefix Kubernetes reserves for identities it assigns"
             ))
+        } else if let Some(prefix) = reserved_for_access_entries(group) {
+            let users = self.access_entries_users();
+            (!users.is_empty()).then(|| {
+                let hint = if group == SYSTEM_MASTERS {
+                    "; grant cluster admin with an access policy (AmazonEKSClusterAdminPolicy) instead"
+                } else {
+                    ""
+                };
+                format!(
+                    "{group:?} starts with {prefix}, which EKS refuses in access entries (backend accessEntries in {}){hint}",
+                    users.join(", ")
+                )
+            })
         } else {
             None
         }
     }
 
+    /// Paths of the clusters and discovery blocks that ask for `backend: accessEntries`.
+    fn access_entries_users(&self) -> Vec<String> {
+        let clusters = self
+            .clusters
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.backend == Backend::AccessEntries)
+            .map(|(i, _)| format!("clusters[{i}]"));
+        let discovery = self
+            .discovery
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| d.backend == Backend::AccessEntries)
+            .map(|(i, _)| format!("discovery[{i}]"));
+        clusters.chain(discovery).collect()
+    }
+
     fn validate_clusters(&self, problems: &mut Problems) {
-        if self.clusters.is_empty() {
-            problems.add("clusters", "must list at least one cluster");
+        if self.clusters.is_empty() && self.discovery.is_empty() {
+            problems.add(
+                "clusters",
+                "must list at least one cluster, or set discovery",
+            );
         }
         let mut seen = HashMap::new();
         for (i, cluster) in self.clusters.iter().enumerate() {
-            let mut valid = true;
+            let mut valid = validate_role_arn(
+                cluster.role_arn.as_deref(),
+                &format!("clusters[{i}].roleArn"),
+                problems,
+            );
             if !is_cluster_name(&cluster.name) {
                 valid = false;
                 problems.add(
@@ -341,16 +547,58 @@ impl Config {
                 );
             }
             if valid {
-                if let Some(first) = seen.insert(cluster, i) {
+                if let Some(first) = seen.insert(cluster.key(), i) {
                     problems.add(
                         format!("clusters[{i}]"),
                         format!(
-                            "{} in {} duplicates clusters[{first}]",
+                            "{} in {} duplicates clusters[{first}] (same name, region and account)",
                             cluster.name, cluster.region
                         ),
                     );
                 }
             }
+        }
+    }
+
+    fn validate_discovery(&self, problems: &mut Problems) {
+        for (i, block) in self.discovery.iter().enumerate() {
+            let path = format!("discovery[{i}]");
+            if block.regions.is_empty() {
+                problems.add(format!("{path}.regions"), "must list at least one region");
+            }
+            for (j, region) in block.regions.iter().enumerate() {
+                let path = format!("{path}.regions[{j}]");
+                if !is_region(region) {
+                    problems.add(
+                        &path,
+                        format!("{region:?} is not an AWS region: expected a name like us-east-1"),
+                    );
+                } else if let Some(first) = block.regions[..j].iter().position(|r| r == region) {
+                    problems.add(
+                        &path,
+                        format!("{region:?} duplicates discovery[{i}].regions[{first}]"),
+                    );
+                }
+            }
+            for (key, value) in &block.tags {
+                if !(1..=MAX_TAG_KEY).contains(&key.chars().count()) {
+                    problems.add(
+                        format!("{path}.tags"),
+                        format!("tag key {key:?} must be 1-{MAX_TAG_KEY} characters"),
+                    );
+                }
+                if value.chars().count() > MAX_TAG_VALUE {
+                    problems.add(
+                        format!("{path}.tags.{key}"),
+                        format!("a tag value must be at most {MAX_TAG_VALUE} characters"),
+                    );
+                }
+            }
+            validate_role_arn(
+                block.role_arn.as_deref(),
+                &format!("{path}.roleArn"),
+                problems,
+            );
         }
     }
 
@@ -388,8 +636,71 @@ impl Config {
                 "usernameTemplate",
                 format!("{template:?} can render a user name starting with {RESERVED_PREFIX}, which Kubernetes reserves"),
             );
+        } else if well_formed {
+            let users = self.access_entries_users();
+            let refused = RESERVED_PREFIXES
+                .iter()
+                .find(|prefix| can_begin_with(&pieces, prefix));
+            if let (Some(prefix), false) = (refused, users.is_empty()) {
+                problems.add(
+                    "usernameTemplate",
+                    format!(
+                        "{template:?} can render a user name starting with {prefix}, which EKS refuses in access entries (backend accessEntries in {})",
+                        users.join(", ")
+                    ),
+                );
+            }
         }
     }
+}
+
+/// The access-entry prefix `name` starts with, if any.
+fn reserved_for_access_entries(name: &str) -> Option<&'static str> {
+    RESERVED_PREFIXES
+        .iter()
+        .copied()
+        .find(|prefix| name.starts_with(prefix))
+}
+
+/// Checks an optional role ARN; returns whether it is absent or valid.
+fn validate_role_arn(role_arn: Option<&str>, path: &str, problems: &mut Problems) -> bool {
+    match role_arn {
+        Some(arn) if !is_role_arn(arn) => {
+            problems.add(
+                path,
+                format!("{arn:?} is not an IAM role ARN: expected arn:<partition>:iam::<12-digit account>:role/[path/]name"),
+            );
+            false
+        }
+        _ => true,
+    }
+}
+
+/// `arn:<partition>:iam::<12 digits>:role/[path/]name`, the name 1-64 of `[\w+=,.@-]`.
+fn is_role_arn(arn: &str) -> bool {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let [arn_, partition, "iam", "", account, resource] = parts.as_slice() else {
+        return false;
+    };
+    let Some(path_and_name) = resource.strip_prefix("role/") else {
+        return false;
+    };
+    let (path, name) = path_and_name
+        .rsplit_once('/')
+        .unwrap_or(("", path_and_name));
+    *arn_ == "arn"
+        && !partition.is_empty()
+        && partition
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b == b'-')
+        && account.len() == ACCOUNT_ID_DIGITS
+        && account.bytes().all(|b| b.is_ascii_digit())
+        && (1..=MAX_ROLE_NAME).contains(&name.len())
+        && name.bytes().all(is_iam_name_byte)
+        && (path.is_empty()
+            || path
+                .split('/')
+                .all(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic())))
 }
 
 /// Collects problems so validation reports all of them, not just the first.
@@ -593,7 +904,10 @@ clusters:
                 clusters: vec![ClusterRef {
                     name: "dev-a".to_owned(),
                     region: "us-east-1".to_owned(),
+                    backend: Backend::Auto,
+                    role_arn: None,
                 }],
+                discovery: vec![],
                 username_template: "{{UserName}}".to_owned(),
                 max_concurrency: 16,
                 create_missing_aws_auth: true,
@@ -660,8 +974,8 @@ allowSystemMasters: true
 
     #[test]
     fn missing_required_field_is_named() {
-        let error = Config::parse("groups: []").unwrap_err().to_string();
-        assert!(error.contains("missing field `clusters`"), "{error}");
+        let error = Config::parse("clusters: []").unwrap_err().to_string();
+        assert!(error.contains("missing field `groups`"), "{error}");
     }
 
     #[test]
@@ -945,5 +1259,241 @@ allowSystemMasters: true
         let text = MINIMAL.replace("us-east-1", "moon-1");
         let error = Config::from_lookup(lookup(&[(ENV_INLINE, &text)])).unwrap_err();
         assert!(error.to_string().contains("clusters[0].region"), "{error}");
+    }
+
+    const ROLE: &str = "arn:aws:iam::210987654321:role/eks-iam-sync";
+
+    fn with_cluster_yaml(cluster: &str) -> Result<Config, ConfigError> {
+        Config::parse(&format!(
+            "
+groups:
+  - iamGroup: eks-developers
+    kubernetesGroups: [developers]
+clusters:
+  - {cluster}
+"
+        ))
+    }
+
+    fn with_discovery(discovery: &str) -> Config {
+        Config::parse(&format!(
+            "
+groups:
+  - iamGroup: eks-developers
+    kubernetesGroups: [developers]
+discovery: {discovery}
+"
+        ))
+        .unwrap_or_else(|e| panic!("{discovery}: {e}"))
+    }
+
+    #[test]
+    fn backend_and_role_arn_parse_per_cluster() {
+        let config = with_cluster_yaml(&format!(
+            "{{name: prod, region: eu-west-1, backend: accessEntries, roleArn: '{ROLE}'}}"
+        ))
+        .unwrap();
+        assert_eq!(config.clusters[0].backend, Backend::AccessEntries);
+        assert_eq!(config.clusters[0].role_arn.as_deref(), Some(ROLE));
+        for (text, backend) in [
+            ("auto", Backend::Auto),
+            ("configMap", Backend::ConfigMap),
+            ("accessEntries", Backend::AccessEntries),
+        ] {
+            let config =
+                with_cluster_yaml(&format!("{{name: c, region: us-east-1, backend: {text}}}"))
+                    .unwrap();
+            assert_eq!(config.clusters[0].backend, backend);
+        }
+    }
+
+    #[test]
+    fn an_unknown_backend_names_the_field_and_the_choices() {
+        let error = with_cluster_yaml("{name: c, region: us-east-1, backend: aws-auth}")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("clusters[0].backend"), "{error}");
+        assert!(error.contains("accessEntries"), "{error}");
+    }
+
+    #[test]
+    fn an_invalid_role_arn_is_refused() {
+        for arn in [
+            "arn:aws:iam::210987654321:user/alice",
+            "arn:aws:iam::21098765432:role/x",
+            "arn:aws:sts::210987654321:assumed-role/x/y",
+            "arn:aws:iam::210987654321:role/",
+            "arn:aws:iam::210987654321:role/a//b",
+            "role/x",
+        ] {
+            let mut config = minimal();
+            config.clusters[0].role_arn = Some(arn.to_owned());
+            single_problem(&config, "clusters[0].roleArn");
+        }
+        let mut config = minimal();
+        config.clusters[0].role_arn = Some("arn:aws-cn:iam::210987654321:role/team/sync".into());
+        assert!(problems(&config).is_empty());
+    }
+
+    #[test]
+    fn the_same_cluster_in_another_account_is_not_a_duplicate() {
+        let mut config = minimal();
+        let mut other = config.clusters[0].clone();
+        other.role_arn = Some(ROLE.to_owned());
+        config.clusters.push(other.clone());
+        assert!(problems(&config).is_empty());
+        other.backend = Backend::ConfigMap;
+        other.role_arn = Some("arn:aws:iam::210987654321:role/another-role".into());
+        config.clusters.push(other);
+        let message = single_problem(&config, "clusters[2]");
+        assert!(message.contains("clusters[1]"), "{message}");
+    }
+
+    #[test]
+    fn discovery_is_one_block_or_a_list() {
+        let one = with_discovery("{regions: [us-east-1], tags: {team: platform}}");
+        assert_eq!(one.discovery.len(), 1);
+        assert_eq!(one.discovery[0].tags["team"], "platform");
+        assert!(
+            one.clusters.is_empty(),
+            "clusters may be left out with discovery"
+        );
+        let many = with_discovery(&format!(
+            "[{{regions: [us-east-1], tags: {{}}}}, {{regions: [eu-west-1], tags: {{a: b}}, roleArn: '{ROLE}', backend: accessEntries}}]"
+        ));
+        assert_eq!(many.discovery.len(), 2);
+        assert_eq!(many.discovery[1].role_arn.as_deref(), Some(ROLE));
+        assert_eq!(many.discovery[1].backend, Backend::AccessEntries);
+    }
+
+    #[test]
+    fn discovery_errors_name_their_field() {
+        let error = Config::parse(
+            "
+groups: [{iamGroup: g, kubernetesGroups: []}]
+discovery: {regions: [us-east-1], tag: {a: b}}
+",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("unknown field `tag`"), "{error}");
+        let error = Config::parse(
+            "
+groups: [{iamGroup: g, kubernetesGroups: []}]
+discovery: {regions: [us-east-1]}
+",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("missing field `tags`"), "{error}");
+    }
+
+    #[test]
+    fn discovery_values_are_validated() {
+        let mut config = with_discovery("{regions: [us-east-1], tags: {a: b}}");
+        config.discovery[0].regions = vec![];
+        single_problem(&config, "discovery[0].regions");
+        config.discovery[0].regions = vec!["us-east-1".into(), "moon".into(), "us-east-1".into()];
+        let found = problems(&config);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(
+            found[0].starts_with("discovery[0].regions[1]: "),
+            "{found:?}"
+        );
+        assert!(
+            found[1].starts_with("discovery[0].regions[2]: "),
+            "{found:?}"
+        );
+        let mut config = with_discovery("{regions: [us-east-1], tags: {a: b}}");
+        config.discovery[0].tags.insert("k".repeat(129), "v".into());
+        single_problem(&config, "discovery[0].tags");
+        let mut config = with_discovery("{regions: [us-east-1], tags: {a: b}}");
+        config.discovery[0].role_arn = Some("nope".into());
+        single_problem(&config, "discovery[0].roleArn");
+    }
+
+    #[test]
+    fn no_cluster_and_no_discovery_is_refused() {
+        let config = Config {
+            clusters: vec![],
+            ..minimal()
+        };
+        let message = single_problem(&config, "clusters");
+        assert!(message.contains("discovery"), "{message}");
+    }
+
+    #[test]
+    fn discovery_matches_clusters_carrying_every_tag() {
+        let block = with_discovery("{regions: [us-east-1], tags: {team: a, env: prod}}")
+            .discovery
+            .remove(0);
+        let tags = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>()
+        };
+        assert!(block.matches(&tags(&[("team", "a"), ("env", "prod"), ("x", "y")])));
+        assert!(!block.matches(&tags(&[("team", "a")])));
+        assert!(!block.matches(&tags(&[("team", "a"), ("env", "dev")])));
+        let all = with_discovery("{regions: [us-east-1], tags: {}}")
+            .discovery
+            .remove(0);
+        assert!(all.matches(&tags(&[])));
+    }
+
+    #[test]
+    fn access_entry_prefixes_are_refused_only_where_access_entries_are_asked_for() {
+        for group in ["eks:admins", "aws:x", "amazon:x", "iam:x"] {
+            let config = with_kubernetes_group(group);
+            assert!(
+                problems(&config).is_empty(),
+                "auto: {group} is checked at run time"
+            );
+            let mut config = config;
+            config.clusters[0].backend = Backend::AccessEntries;
+            let message = single_problem(&config, "groups[0].kubernetesGroups[1]");
+            assert!(message.contains("access entries"), "{message}");
+            assert!(message.contains("clusters[0]"), "{message}");
+        }
+        let mut config = with_discovery("{regions: [us-east-1], tags: {}, backend: accessEntries}");
+        config.groups[0].kubernetes_groups.push("eks:x".into());
+        let message = single_problem(&config, "groups[0].kubernetesGroups[1]");
+        assert!(message.contains("discovery[0]"), "{message}");
+    }
+
+    #[test]
+    fn system_masters_cannot_be_granted_with_access_entries() {
+        let mut config = Config {
+            allow_system_masters: true,
+            ..with_kubernetes_group("system:masters")
+        };
+        assert!(problems(&config).is_empty());
+        config.clusters[0].backend = Backend::AccessEntries;
+        let message = single_problem(&config, "groups[0].kubernetesGroups[1]");
+        assert!(message.contains("AmazonEKSClusterAdminPolicy"), "{message}");
+    }
+
+    #[test]
+    fn a_template_that_can_render_a_refused_name_is_refused_for_access_entries() {
+        let mut config = with_template("iam:{{AccountID}}:{{UserName}}");
+        assert!(problems(&config).is_empty());
+        config.clusters[0].backend = Backend::AccessEntries;
+        let message = single_problem(&config, "usernameTemplate");
+        assert!(message.contains("iam:"), "{message}");
+        let mut fine = with_template("{{AccountID}}:{{UserName}}");
+        fine.clusters[0].backend = Backend::AccessEntries;
+        assert!(problems(&fine).is_empty());
+    }
+
+    #[test]
+    fn a_config_serialises_back_to_an_equal_one() {
+        let config = with_cluster_yaml(&format!(
+            "{{name: prod, region: eu-west-1, backend: configMap, roleArn: '{ROLE}'}}"
+        ))
+        .unwrap();
+        let text = serde_json::to_string(&config).unwrap();
+        assert_eq!(Config::parse(&text).unwrap(), config);
+        assert!(!text.contains("discovery"), "{text}");
     }
 }

@@ -215,6 +215,15 @@ impl Desired {
     pub fn in_scope(&self, arn: &UserArn) -> bool {
         self.scope.covers(arn.user_name())
     }
+
+    /// The same scope with nobody desired: what a store the cluster no longer uses for these
+    /// users should hold of ours. Applying it removes the owned entries in scope, nothing else.
+    pub fn emptied(&self) -> Desired {
+        Desired {
+            scope: self.scope.clone(),
+            entries: BTreeMap::new(),
+        }
+    }
 }
 
 #[cfg(test)]

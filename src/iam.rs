@@ -305,10 +305,7 @@ mod tests {
                     kubernetes_groups: vec!["viewers".into(), "developers".into()],
                 },
             ],
-            clusters: vec![ClusterRef {
-                name: "dev-1".into(),
-                region: "us-east-1".into(),
-            }],
+            clusters: vec![ClusterRef::new("dev-1", "us-east-1")],
             ..Config::default()
         }
     }

@@ -1,16 +1,23 @@
-//! eks-iam-sync: keeps per-user EKS access (aws-auth `mapUsers`) in step with IAM group
-//! membership. The event is a hint; IAM is the truth.
+//! eks-iam-sync: keeps per-user EKS access (aws-auth `mapUsers` or EKS access entries) in step
+//! with IAM group membership. The event is a hint; IAM is the truth.
 //!
-//! The flow runs one way: [`event::parse`] -> [`iam::desired`] -> per cluster
-//! [`cluster::ClusterDirectory::describe`] -> [`sync::apply_aws_auth`] (which asks the pure
-//! [`aws_auth::merge`]) -> [`report::Report`]. `main` only wires clients and config; the same
-//! functions run in the Lambda, the CLI and the tests.
+//! The flow runs one way: [`event::parse`] -> [`iam::desired`] -> [`fleet::resolve`] (listed and
+//! discovered clusters) -> per cluster [`cluster::ClusterDirectory::describe`] ->
+//! [`backend::choose`] -> [`sync::apply_aws_auth`] (which asks the pure [`aws_auth::merge`]) or
+//! [`sync::apply_access_entries`] (which asks the pure [`access_entries::plan`]) ->
+//! [`report::Report`]. Clusters in other accounts are reached through
+//! [`credentials::CredentialsFor`]. `main` only wires clients and config; the same functions run
+//! in the Lambda, the CLI and the tests.
 
+pub mod access_entries;
 pub mod aws_auth;
+pub mod backend;
 pub mod cluster;
 pub mod config;
+pub mod credentials;
 pub mod desired;
 pub mod event;
+pub mod fleet;
 pub mod handler;
 pub mod iam;
 pub mod report;

@@ -2,12 +2,14 @@
 //! anywhere else it is a CLI. `main` only wires config, SDK clients and the mode.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use aws_credential_types::provider::ProvideCredentials;
 use clap::{Parser, Subcommand};
 use eks_iam_sync::cluster::{EksDirectory, DEFAULT_CACHE_TTL};
 use eks_iam_sync::config::Config;
+use eks_iam_sync::credentials::AssumeRoles;
 use eks_iam_sync::handler::{handle, HandleError};
 use eks_iam_sync::iam::SdkIam;
 use eks_iam_sync::report::Report;
@@ -18,7 +20,7 @@ use eks_iam_sync::token;
 #[command(
     name = "eks-iam-sync",
     version,
-    about = "Keeps EKS aws-auth mapUsers in step with IAM group membership"
+    about = "Keeps EKS access (aws-auth mapUsers or access entries) in step with IAM group membership"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -34,7 +36,8 @@ enum Command {
     },
     /// Full reconcile of every configured cluster.
     Reconcile {
-        /// Print, per cluster, the unified diff of mapUsers that would be written; write nothing.
+        /// Print, per cluster, the diff of mapUsers or access entries that would be written;
+        /// write nothing.
         #[arg(long)]
         dry_run: bool,
     },
@@ -66,11 +69,16 @@ async fn app(sdk: &aws_config::SdkConfig) -> Result<App, String> {
     let credentials = sdk
         .credentials_provider()
         .ok_or("no AWS credentials provider is configured")?;
+    let identities = Arc::new(AssumeRoles::new(credentials, aws_sdk_sts::Client::new(sdk)));
     Ok(App {
         config,
         iam: Box::new(SdkIam::new(aws_sdk_iam::Client::new(sdk))),
-        clusters: Box::new(EksDirectory::new(sdk.clone(), DEFAULT_CACHE_TTL)),
-        connector: Box::new(TokenConnector::new(credentials)),
+        clusters: Box::new(EksDirectory::with_identities(
+            sdk.clone(),
+            DEFAULT_CACHE_TTL,
+            identities.clone(),
+        )),
+        connector: Box::new(TokenConnector::new(identities)),
     })
 }
 

@@ -10,13 +10,14 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
-    /// aws-auth already said what IAM says; nothing was written.
+    /// The cluster already said what IAM says; nothing was written.
     Unchanged,
-    /// mapUsers was written (or, in a dry run, would be).
+    /// mapUsers or access entries were written (or, in a dry run, would be).
     Updated,
     /// Some desired user already has an entry this tool does not own; everything else was applied.
     Conflict,
-    /// The cluster was not touched on purpose (e.g. authentication mode API).
+    /// The cluster was not touched on purpose (e.g. an authentication mode this version does
+    /// not know).
     Skipped,
     /// The cluster could not be brought in step; `reason` says why. Nothing was lost.
     Failed,
@@ -41,18 +42,29 @@ pub struct ClusterReport {
     pub cluster: String,
     pub region: String,
     pub outcome: Outcome,
+    /// The store written: `configMap` (aws-auth) or `accessEntries`; absent when the cluster
+    /// failed or was skipped before one was chosen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend: Option<&'static str>,
     pub added: usize,
     pub removed: usize,
     pub changed: usize,
+    /// Owned entries removed from the store the cluster no longer uses for these users (in
+    /// `API_AND_CONFIG_MAP`, the other of aws-auth and access entries), so that revoking in one
+    /// store is not undone by a stale entry in the other.
+    #[serde(skip_serializing_if = "is_zero_usize")]
+    pub retired: usize,
     /// ARNs of desired users whose existing entry belongs to someone else.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub conflicts: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    /// In a dry run: the unified diff of mapUsers that would be written.
+    /// In a dry run: the unified diff of mapUsers, or the access-entry changes, that would be
+    /// written.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub diff: Option<String>,
-    /// Kubernetes writes that lost a resourceVersion race and were recomputed.
+    /// Writes that lost a race with another writer (a 409 on aws-auth, an access entry created
+    /// or deleted meanwhile) and were recomputed.
     #[serde(skip_serializing_if = "is_zero")]
     pub retries: u32,
     pub duration_ms: u64,
@@ -62,15 +74,21 @@ fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
+fn is_zero_usize(n: &usize) -> bool {
+    *n == 0
+}
+
 impl ClusterReport {
     pub fn new(cluster: &str, region: &str, outcome: Outcome) -> Self {
         Self {
             cluster: cluster.to_string(),
             region: region.to_string(),
             outcome,
+            backend: None,
             added: 0,
             removed: 0,
             changed: 0,
+            retired: 0,
             conflicts: Vec::new(),
             reason: None,
             diff: None,
@@ -82,6 +100,23 @@ impl ClusterReport {
     pub fn with_reason(mut self, reason: impl Into<String>) -> Self {
         self.reason = Some(reason.into());
         self
+    }
+
+    /// The report as failed for `reason`; the counts so far stay, to show how far it got.
+    pub fn failed(mut self, reason: impl Into<String>) -> Self {
+        self.outcome = Outcome::Failed;
+        self.reason = Some(reason.into());
+        self
+    }
+
+    /// Sets the outcome of a finished write: `otherwise`, unless some user was in conflict,
+    /// which is reported even when everything else was applied.
+    pub fn settle(&mut self, otherwise: Outcome) {
+        self.outcome = if self.conflicts.is_empty() {
+            otherwise
+        } else {
+            Outcome::Conflict
+        };
     }
 }
 

@@ -240,3 +240,47 @@ async fn full_reconcile_dry_run_shows_a_diff_then_the_real_run_converges() {
     let report = handle(&app, &real).await.unwrap();
     assert!(report.clusters.iter().all(|c| c.removed == 1), "{report:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_aws_auth_is_created_with_only_map_users_when_allowed() {
+    use eks_iam_sync::desired::{Desired, Mapping, Scope, UserArn};
+    use eks_iam_sync::sync::{apply_aws_auth, ApplyOptions, KubeAwsAuth};
+
+    let bed = TestBed::start(TestBedOptions {
+        clusters: 1,
+        name_prefix: "create".into(),
+    })
+    .await
+    .unwrap();
+    let cluster = bed.cluster_names()[0].clone();
+    let api = aws_auth_api(&bed, &cluster);
+    api.delete("aws-auth", &Default::default()).await.unwrap();
+    // Without aws-auth the function's own role is unmapped in a CONFIG_MAP cluster, so the
+    // writer runs as the cluster admin here (on EKS: an access entry or the creator's rights).
+    let store = KubeAwsAuth::new(bed.admin_client(&cluster).unwrap());
+    let alice = &bed.description().credentials.users["alice"];
+    let desired = Desired {
+        scope: Scope::Users(["alice".to_string()].into()),
+        entries: [(
+            UserArn::parse(&alice.arn).unwrap(),
+            Mapping::new("alice", ["developers"]),
+        )]
+        .into(),
+    };
+    let mut options = ApplyOptions {
+        cluster: cluster.clone(),
+        create_missing: false,
+        dry_run: false,
+        max_attempts: 5,
+    };
+    let report = apply_aws_auth(&store, &desired, &options).await;
+    assert_eq!(report.outcome, Outcome::Skipped, "{report:?}");
+    assert!(api.get_opt("aws-auth").await.unwrap().is_none());
+
+    options.create_missing = true;
+    let report = apply_aws_auth(&store, &desired, &options).await;
+    assert_eq!(report.outcome, Outcome::Updated, "{report:?}");
+    let data = aws_auth_data(&bed, &cluster).await;
+    assert_eq!(data.keys().collect::<Vec<_>>(), ["mapUsers"]);
+    assert!(entry(&bed, &cluster, &alice.arn).await.is_some());
+}

@@ -1,0 +1,690 @@
+//! The pure plan of one cluster's EKS access entries: which to create, update and delete so the
+//! cluster holds what IAM says, touching only entries this tool owns. No I/O: the writer
+//! (`sync::access_entries`) lists the entries, describes those [`needs_describe`] selects, calls
+//! [`plan`], and makes exactly the calls the plan holds (none when it is empty).
+//!
+//! The rules mirror the aws-auth merge ([`crate::aws_auth`]):
+//! - Ownership is recorded on the entry itself, by the tag [`MANAGED_TAG_KEY`]`=`
+//!   [`MANAGED_TAG_VALUE`] that the tool sets when it creates the entry. Entries without it are
+//!   never updated or deleted; a desired user who already has one is a conflict, left alone.
+//! - Only IAM user principals are considered: role entries (nodes, the function itself, admins)
+//!   are never read beyond ListAccessEntries, let alone changed.
+//! - Only entries in the run's [`Scope`](crate::desired::Scope) are decided about, so a user event
+//!   cannot remove anyone else's entry.
+//! - Deterministic and idempotent: the plan of a cluster the plan was applied to is empty.
+//!
+//! ```
+//! use std::collections::BTreeMap;
+//! use eks_iam_sync::access_entries::{plan, ExistingEntry};
+//! use eks_iam_sync::desired::{Desired, Mapping, Scope, UserArn};
+//!
+//! let alice = UserArn::parse("arn:aws:iam::123456789012:user/alice").unwrap();
+//! let desired = Desired {
+//!     scope: Scope::All,
+//!     entries: BTreeMap::from([(alice.clone(), Mapping::new("alice", ["developers"]))]),
+//! };
+//! let hand_made = ExistingEntry::unowned("arn:aws:iam::123456789012:user/bob", "bob", ["ops"]);
+//! let first = plan(&[hand_made.clone()], &desired).unwrap();
+//! assert_eq!(first.create, [(alice.clone(), desired.entries[&alice].clone())]);
+//! assert!(first.delete.is_empty(), "bob's hand-made entry is not ours");
+//!
+//! let created = ExistingEntry::owned(alice.as_str(), "alice", ["developers"]);
+//! assert!(plan(&[hand_made, created], &desired).unwrap().is_empty());
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use crate::desired::{Desired, Mapping, UserArn};
+
+/// The tag key that marks an access entry as this tool's. Set at creation (CreateAccessEntry
+/// carries tags), so an entry is never ours without it.
+pub const MANAGED_TAG_KEY: &str = "eks-iam-sync/managed";
+/// The tag value that marks ownership; any other value means someone else's entry.
+pub const MANAGED_TAG_VALUE: &str = "true";
+/// The entry type of a user mapped to Kubernetes groups.
+pub const STANDARD: &str = "STANDARD";
+/// Prefixes EKS refuses in an access entry's user name and Kubernetes groups.
+pub const RESERVED_PREFIXES: [&str; 5] = ["system:", "eks:", "aws:", "amazon:", "iam:"];
+
+/// An access entry as DescribeAccessEntry returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExistingEntry {
+    pub principal_arn: String,
+    /// EKS fills in a generated user name when none was given; `None` only if it omits it.
+    pub username: Option<String>,
+    pub kubernetes_groups: Vec<String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+impl ExistingEntry {
+    /// An entry carrying the ownership tag, as this tool creates it.
+    pub fn owned<G: Into<String>>(
+        principal: &str,
+        username: &str,
+        groups: impl IntoIterator<Item = G>,
+    ) -> Self {
+        let mut entry = Self::unowned(principal, username, groups);
+        entry
+            .tags
+            .insert(MANAGED_TAG_KEY.to_owned(), MANAGED_TAG_VALUE.to_owned());
+        entry
+    }
+
+    /// An entry without the ownership tag, as a person or another tool creates it.
+    pub fn unowned<G: Into<String>>(
+        principal: &str,
+        username: &str,
+        groups: impl IntoIterator<Item = G>,
+    ) -> Self {
+        Self {
+            principal_arn: principal.to_owned(),
+            username: Some(username.to_owned()),
+            kubernetes_groups: groups.into_iter().map(Into::into).collect(),
+            tags: BTreeMap::new(),
+        }
+    }
+
+    /// Whether the entry carries the ownership tag.
+    pub fn is_owned(&self) -> bool {
+        self.tags.get(MANAGED_TAG_KEY).map(String::as_str) == Some(MANAGED_TAG_VALUE)
+    }
+
+    /// What the entry grants, normalised so it compares equal to an equal [`Mapping`].
+    pub fn mapping(&self) -> Mapping {
+        Mapping::new(
+            self.username.clone().unwrap_or_default(),
+            self.kubernetes_groups.iter().cloned(),
+        )
+    }
+}
+
+/// An owned entry whose user name or groups change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Update {
+    /// The principal ARN as EKS holds it (the key for UpdateAccessEntry).
+    pub principal: String,
+    pub before: Mapping,
+    pub after: Mapping,
+}
+
+/// An owned entry that goes: its user left every mapped group, was deleted, or moved to another
+/// IAM path (the entry under the new ARN is created).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Removal {
+    pub principal: String,
+    pub before: Mapping,
+}
+
+/// What to do to one cluster. Conflicts need no call; they are reported.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Plan {
+    /// New entries, sorted by ARN, each created with the ownership tag.
+    pub create: Vec<(UserArn, Mapping)>,
+    /// Sorted by desired ARN.
+    pub update: Vec<Update>,
+    /// Sorted by principal.
+    pub delete: Vec<Removal>,
+    /// Desired users who already have an entry without the ownership tag; left as they are.
+    pub conflicts: Vec<UserArn>,
+}
+
+impl Plan {
+    /// Whether the plan makes no call: nothing to create, update or delete.
+    pub fn is_empty(&self) -> bool {
+        self.create.is_empty() && self.update.is_empty() && self.delete.is_empty()
+    }
+
+    /// The plan as a readable diff, for a dry run.
+    pub fn render(&self, cluster: &str) -> String {
+        let mut text = format!("{cluster}: access entries\n");
+        for (arn, mapping) in &self.create {
+            text.push_str(&format!("+ {arn} {}\n", show(mapping)));
+        }
+        for update in &self.update {
+            text.push_str(&format!(
+                "~ {} {} -> {}\n",
+                update.principal,
+                show(&update.before),
+                show(&update.after)
+            ));
+        }
+        for removal in &self.delete {
+            text.push_str(&format!(
+                "- {} {}\n",
+                removal.principal,
+                show(&removal.before)
+            ));
+        }
+        text
+    }
+}
+
+fn show(mapping: &Mapping) -> String {
+    format!(
+        "username={} groups=[{}]",
+        mapping.username,
+        mapping.groups.join(",")
+    )
+}
+
+/// A desired mapping EKS would refuse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub principal: UserArn,
+    /// `user name` or `Kubernetes group`.
+    pub what: &'static str,
+    pub value: String,
+    pub prefix: &'static str,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {} {:?} starts with {}",
+            self.principal, self.what, self.value, self.prefix
+        )
+    }
+}
+
+/// Why no plan was made; nothing is written to the cluster then.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    /// Some desired user name or group has a prefix EKS refuses in access entries. The config
+    /// check catches this for clusters configured `accessEntries`; an `auto` cluster learns at
+    /// run time that it uses access entries, and fails here rather than half-applying.
+    #[error("EKS refuses these in access entries (reserved prefixes {}): {}", RESERVED_PREFIXES.join(" "), join(refusals))]
+    Reserved { refusals: Vec<Refusal> },
+}
+
+fn join(refusals: &[Refusal]) -> String {
+    refusals
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Whether the entry of `principal` (from ListAccessEntries) must be described for this run:
+/// only IAM users this run decides about. Every other entry is irrelevant to [`plan`], so
+/// leaving it undescribed saves a call per entry without changing the plan.
+pub fn needs_describe(principal: &str, desired: &Desired) -> bool {
+    match UserArn::parse(principal) {
+        Ok(arn) => desired.in_scope(&arn) || desired.entries.keys().any(|d| d.matches(principal)),
+        Err(_) => false,
+    }
+}
+
+/// Plans the calls that bring `current` (the described entries; others may be left out, see
+/// [`needs_describe`]) in step with `desired`.
+pub fn plan(current: &[ExistingEntry], desired: &Desired) -> Result<Plan, PlanError> {
+    let refusals = refusals(desired);
+    if !refusals.is_empty() {
+        return Err(PlanError::Reserved { refusals });
+    }
+    // Only IAM user principals are ever ours to decide about.
+    let users: Vec<(UserArn, &ExistingEntry)> = current
+        .iter()
+        .filter_map(|entry| {
+            UserArn::parse(&entry.principal_arn)
+                .ok()
+                .map(|arn| (arn, entry))
+        })
+        .collect();
+    let mut plan = Plan::default();
+    let mut kept: BTreeSet<&str> = BTreeSet::new();
+    for (arn, mapping) in &desired.entries {
+        let matching: Vec<&ExistingEntry> = users
+            .iter()
+            .filter(|(_, entry)| arn.matches(&entry.principal_arn))
+            .map(|(_, entry)| *entry)
+            .collect();
+        if matching.iter().any(|entry| !entry.is_owned()) {
+            plan.conflicts.push(arn.clone());
+            continue;
+        }
+        match matching.first() {
+            // Further owned entries for the same principal (EKS keeps one; a case variant at
+            // most) are not kept, so they go below.
+            Some(entry) => {
+                kept.insert(&entry.principal_arn);
+                let before = entry.mapping();
+                if before != mapping.normalized() {
+                    plan.update.push(Update {
+                        principal: entry.principal_arn.clone(),
+                        before,
+                        after: mapping.normalized(),
+                    });
+                }
+            }
+            None => plan.create.push((arn.clone(), mapping.normalized())),
+        }
+    }
+    for (arn, entry) in &users {
+        // A user in conflict is left alone entirely, owned case variants included.
+        let conflicting = plan
+            .conflicts
+            .iter()
+            .any(|c| c.matches(&entry.principal_arn));
+        if entry.is_owned()
+            && desired.in_scope(arn)
+            && !kept.contains(entry.principal_arn.as_str())
+            && !conflicting
+        {
+            plan.delete.push(Removal {
+                principal: entry.principal_arn.clone(),
+                before: entry.mapping(),
+            });
+        }
+    }
+    plan.delete.sort_by(|a, b| a.principal.cmp(&b.principal));
+    plan.delete.dedup_by(|a, b| a.principal == b.principal);
+    Ok(plan)
+}
+
+/// Every desired user name and group EKS would refuse.
+fn refusals(desired: &Desired) -> Vec<Refusal> {
+    let reserved = |value: &str| {
+        RESERVED_PREFIXES
+            .iter()
+            .copied()
+            .find(|prefix| value.starts_with(prefix))
+    };
+    let mut refusals = Vec::new();
+    for (arn, mapping) in &desired.entries {
+        let names = std::iter::once(("user name", &mapping.username))
+            .chain(mapping.groups.iter().map(|g| ("Kubernetes group", g)));
+        for (what, value) in names {
+            if let Some(prefix) = reserved(value) {
+                refusals.push(Refusal {
+                    principal: arn.clone(),
+                    what,
+                    value: value.clone(),
+                    prefix,
+                });
+            }
+        }
+    }
+    refusals
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desired::Scope;
+
+    const ACCOUNT: &str = "123456789012";
+
+    fn arn(name: &str) -> UserArn {
+        UserArn::parse(&format!("arn:aws:iam::{ACCOUNT}:user/{name}")).unwrap()
+    }
+
+    fn desired(scope: Scope, users: &[(&str, &[&str])]) -> Desired {
+        Desired {
+            scope,
+            entries: users
+                .iter()
+                .map(|(name, groups)| (arn(name), Mapping::new(*name, groups.iter().copied())))
+                .collect(),
+        }
+    }
+
+    fn users(names: &[&str]) -> Scope {
+        Scope::Users(names.iter().map(|n| n.to_string()).collect())
+    }
+
+    #[test]
+    fn a_new_user_is_created_with_their_mapping() {
+        let plan = plan(&[], &desired(Scope::All, &[("alice", &["devs", "a"])])).unwrap();
+        assert_eq!(
+            plan.create,
+            [(arn("alice"), Mapping::new("alice", ["a", "devs"]))]
+        );
+        assert!(plan.update.is_empty() && plan.delete.is_empty() && plan.conflicts.is_empty());
+    }
+
+    #[test]
+    fn an_owned_entry_that_matches_makes_no_call() {
+        let current = [ExistingEntry::owned(
+            arn("alice").as_str(),
+            "alice",
+            ["devs"],
+        )];
+        let plan = plan(&current, &desired(Scope::All, &[("alice", &["devs"])])).unwrap();
+        assert!(plan.is_empty(), "{plan:?}");
+    }
+
+    #[test]
+    fn group_order_and_duplicates_from_eks_do_not_count_as_a_change() {
+        let current = [ExistingEntry::owned(
+            arn("alice").as_str(),
+            "alice",
+            ["b", "a", "b"],
+        )];
+        let plan = plan(&current, &desired(Scope::All, &[("alice", &["a", "b"])])).unwrap();
+        assert!(plan.is_empty(), "{plan:?}");
+    }
+
+    #[test]
+    fn an_owned_entry_with_other_groups_or_name_is_updated() {
+        let current = [ExistingEntry::owned(arn("alice").as_str(), "old", ["ops"])];
+        let plan = plan(&current, &desired(Scope::All, &[("alice", &["devs"])])).unwrap();
+        assert_eq!(
+            plan.update,
+            [Update {
+                principal: arn("alice").to_string(),
+                before: Mapping::new("old", ["ops"]),
+                after: Mapping::new("alice", ["devs"]),
+            }]
+        );
+    }
+
+    #[test]
+    fn an_untagged_entry_of_a_desired_user_is_a_conflict_and_untouched() {
+        let current = [ExistingEntry::unowned(
+            arn("alice").as_str(),
+            "hand",
+            ["ops"],
+        )];
+        let plan = plan(&current, &desired(Scope::All, &[("alice", &["devs"])])).unwrap();
+        assert_eq!(plan.conflicts, [arn("alice")]);
+        assert!(plan.is_empty());
+    }
+
+    #[test]
+    fn a_tag_with_another_value_is_not_ownership() {
+        let mut entry = ExistingEntry::unowned(arn("alice").as_str(), "alice", ["devs"]);
+        entry
+            .tags
+            .insert(MANAGED_TAG_KEY.to_owned(), "false".to_owned());
+        let plan = plan(&[entry], &desired(Scope::All, &[])).unwrap();
+        assert!(plan.is_empty());
+    }
+
+    #[test]
+    fn a_full_reconcile_deletes_owned_entries_of_users_who_left() {
+        let current = [
+            ExistingEntry::owned(arn("bob").as_str(), "bob", ["devs"]),
+            ExistingEntry::unowned(arn("carol").as_str(), "carol", ["devs"]),
+        ];
+        let plan = plan(&current, &desired(Scope::All, &[])).unwrap();
+        assert_eq!(
+            plan.delete,
+            [Removal {
+                principal: arn("bob").to_string(),
+                before: Mapping::new("bob", ["devs"]),
+            }]
+        );
+    }
+
+    #[test]
+    fn a_user_event_leaves_other_owned_entries_alone() {
+        let current = [
+            ExistingEntry::owned(arn("alice").as_str(), "alice", ["devs"]),
+            ExistingEntry::owned(arn("bob").as_str(), "bob", ["devs"]),
+        ];
+        let plan = plan(&current, &desired(users(&["alice"]), &[])).unwrap();
+        assert_eq!(plan.delete.len(), 1);
+        assert_eq!(plan.delete[0].principal, arn("alice").as_str());
+    }
+
+    #[test]
+    fn a_new_iam_path_replaces_the_entry_under_the_old_one() {
+        let old = "arn:aws:iam::123456789012:user/old/alice";
+        let new = UserArn::parse("arn:aws:iam::123456789012:user/new/alice").unwrap();
+        let current = [ExistingEntry::owned(old, "alice", ["devs"])];
+        let want = Desired {
+            scope: users(&["alice"]),
+            entries: BTreeMap::from([(new.clone(), Mapping::new("alice", ["devs"]))]),
+        };
+        let plan = plan(&current, &want).unwrap();
+        assert_eq!(plan.create, [(new, Mapping::new("alice", ["devs"]))]);
+        assert_eq!(plan.delete[0].principal, old);
+    }
+
+    #[test]
+    fn role_entries_are_never_touched_even_if_tagged() {
+        let role = ExistingEntry::owned(
+            "arn:aws:iam::123456789012:role/eks-iam-sync",
+            "eks-iam-sync",
+            ["x"],
+        );
+        let plan = plan(&[role], &desired(Scope::All, &[])).unwrap();
+        assert!(plan.is_empty());
+    }
+
+    #[test]
+    fn reserved_prefixes_are_refused_naming_principal_and_value() {
+        for bad in ["system:masters", "eks:x", "aws:x", "amazon:x", "iam:x"] {
+            let err = plan(&[], &desired(Scope::All, &[("alice", &["devs", bad])])).unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains(arn("alice").as_str()), "{text}");
+            assert!(text.contains(bad), "{text}");
+        }
+        let want = Desired {
+            scope: Scope::All,
+            entries: BTreeMap::from([(arn("alice"), Mapping::new("iam:alice", ["devs"]))]),
+        };
+        let PlanError::Reserved { refusals } = plan(&[], &want).unwrap_err();
+        assert_eq!(refusals[0].what, "user name");
+    }
+
+    #[test]
+    fn only_in_scope_user_entries_need_describing() {
+        let want = desired(users(&["alice"]), &[("alice", &["devs"])]);
+        assert!(needs_describe(arn("alice").as_str(), &want));
+        assert!(needs_describe(
+            "arn:aws:iam::123456789012:user/old/alice",
+            &want
+        ));
+        assert!(!needs_describe(arn("bob").as_str(), &want));
+        assert!(!needs_describe(
+            "arn:aws:iam::123456789012:role/node",
+            &want
+        ));
+        assert!(needs_describe(
+            arn("bob").as_str(),
+            &desired(Scope::All, &[])
+        ));
+    }
+
+    #[test]
+    fn render_shows_each_change() {
+        let current = [
+            ExistingEntry::owned(arn("bob").as_str(), "bob", ["devs"]),
+            ExistingEntry::owned(arn("carol").as_str(), "carol", ["ops"]),
+        ];
+        let want = desired(Scope::All, &[("alice", &["devs"]), ("carol", &["devs"])]);
+        let text = plan(&current, &want).unwrap().render("c1");
+        assert_eq!(
+            text,
+            "c1: access entries\n\
+             + arn:aws:iam::123456789012:user/alice username=alice groups=[devs]\n\
+             ~ arn:aws:iam::123456789012:user/carol username=carol groups=[ops] -> username=carol groups=[devs]\n\
+             - arn:aws:iam::123456789012:user/bob username=bob groups=[devs]\n"
+        );
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        const NAMES: [&str; 5] = ["alice", "bob", "carol", "dave", "erin"];
+        const GROUPS: [&str; 3] = ["devs", "ops", "viewers"];
+
+        fn groups() -> impl Strategy<Value = Vec<String>> {
+            prop::collection::vec(prop::sample::select(&GROUPS[..]), 0..3)
+                .prop_map(|g| g.into_iter().map(str::to_owned).collect())
+        }
+
+        fn principal() -> impl Strategy<Value = String> {
+            prop_oneof![
+                4 => (prop::sample::select(&NAMES[..]), any::<bool>()).prop_map(|(n, path)| {
+                    if path {
+                        format!("arn:aws:iam::{ACCOUNT}:user/team/{n}")
+                    } else {
+                        format!("arn:aws:iam::{ACCOUNT}:user/{n}")
+                    }
+                }),
+                1 => prop::sample::select(&NAMES[..])
+                    .prop_map(|n| format!("arn:aws:iam::{ACCOUNT}:role/{n}")),
+            ]
+        }
+
+        fn entry() -> impl Strategy<Value = ExistingEntry> {
+            (
+                principal(),
+                prop::sample::select(&NAMES[..]),
+                groups(),
+                any::<bool>(),
+            )
+                .prop_map(|(principal, username, groups, owned)| {
+                    if owned {
+                        ExistingEntry::owned(&principal, username, groups)
+                    } else {
+                        ExistingEntry::unowned(&principal, username, groups)
+                    }
+                })
+        }
+
+        /// EKS holds one entry per principal.
+        fn cluster() -> impl Strategy<Value = Vec<ExistingEntry>> {
+            prop::collection::vec(entry(), 0..8).prop_map(|entries| {
+                let mut seen = BTreeSet::new();
+                entries
+                    .into_iter()
+                    .filter(|e| seen.insert(e.principal_arn.clone()))
+                    .collect()
+            })
+        }
+
+        fn wanted() -> impl Strategy<Value = Desired> {
+            let scope = prop_oneof![
+                Just(Scope::All),
+                prop::collection::btree_set(prop::sample::select(&NAMES[..]), 1..3)
+                    .prop_map(|n| Scope::Users(n.into_iter().map(str::to_owned).collect())),
+            ];
+            let entries = prop::collection::btree_map(
+                (prop::sample::select(&NAMES[..]), any::<bool>()),
+                groups(),
+                0..4,
+            );
+            (scope, entries).prop_map(|(scope, entries)| {
+                // A user has one ARN; in a user event only the named users are desired.
+                let mut by_name = BTreeMap::new();
+                for ((name, path), groups) in entries {
+                    if scope.covers(name) {
+                        by_name.insert(name, (path, groups));
+                    }
+                }
+                let entries = by_name
+                    .into_iter()
+                    .map(|(name, (path, groups))| {
+                        let arn = if path {
+                            format!("arn:aws:iam::{ACCOUNT}:user/team/{name}")
+                        } else {
+                            format!("arn:aws:iam::{ACCOUNT}:user/{name}")
+                        };
+                        (UserArn::parse(&arn).unwrap(), Mapping::new(name, groups))
+                    })
+                    .collect();
+                Desired { scope, entries }
+            })
+        }
+
+        /// What EKS holds after the plan's calls.
+        fn apply(current: &[ExistingEntry], plan: &Plan) -> Vec<ExistingEntry> {
+            let mut after: Vec<ExistingEntry> = current
+                .iter()
+                .filter(|e| !plan.delete.iter().any(|d| d.principal == e.principal_arn))
+                .cloned()
+                .collect();
+            for update in &plan.update {
+                let entry = after
+                    .iter_mut()
+                    .find(|e| e.principal_arn == update.principal)
+                    .expect("updates an existing entry");
+                entry.username = Some(update.after.username.clone());
+                entry.kubernetes_groups = update.after.groups.clone();
+            }
+            for (arn, mapping) in &plan.create {
+                after.push(ExistingEntry::owned(
+                    arn.as_str(),
+                    &mapping.username,
+                    mapping.groups.iter().cloned(),
+                ));
+            }
+            after
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn applying_the_plan_converges(current in cluster(), want in wanted()) {
+                let first = plan(&current, &want).unwrap();
+                let after = apply(&current, &first);
+                let second = plan(&after, &want).unwrap();
+                prop_assert!(second.is_empty(), "{second:?}");
+                prop_assert_eq!(second.conflicts, first.conflicts);
+            }
+
+            #[test]
+            fn unowned_and_role_entries_are_never_touched(current in cluster(), want in wanted()) {
+                let plan = plan(&current, &want).unwrap();
+                for entry in current.iter().filter(|e| !e.is_owned() || UserArn::parse(&e.principal_arn).is_err()) {
+                    let p = entry.principal_arn.as_str();
+                    prop_assert!(!plan.update.iter().any(|u| u.principal == p));
+                    prop_assert!(!plan.delete.iter().any(|d| d.principal == p));
+                    prop_assert!(!plan.create.iter().any(|(a, _)| a.matches(p)));
+                }
+            }
+
+            #[test]
+            fn out_of_scope_entries_are_never_touched(current in cluster(), want in wanted()) {
+                let plan = plan(&current, &want).unwrap();
+                for entry in &current {
+                    let Ok(arn) = UserArn::parse(&entry.principal_arn) else { continue };
+                    if !want.in_scope(&arn) {
+                        prop_assert!(!plan.update.iter().any(|u| u.principal == entry.principal_arn));
+                        prop_assert!(!plan.delete.iter().any(|d| d.principal == entry.principal_arn));
+                    }
+                }
+            }
+
+            #[test]
+            fn desired_users_get_exactly_their_mapping_unless_in_conflict(current in cluster(), want in wanted()) {
+                let plan = plan(&current, &want).unwrap();
+                let after = apply(&current, &plan);
+                for (arn, mapping) in &want.entries {
+                    let held: Vec<&ExistingEntry> = after.iter().filter(|e| arn.matches(&e.principal_arn)).collect();
+                    if plan.conflicts.contains(arn) {
+                        prop_assert!(held.iter().any(|e| !e.is_owned()));
+                    } else {
+                        prop_assert_eq!(held.len(), 1);
+                        prop_assert!(held[0].is_owned());
+                        prop_assert_eq!(&held[0].mapping(), mapping);
+                    }
+                }
+            }
+
+            #[test]
+            fn the_plan_ignores_input_order(current in cluster(), want in wanted()) {
+                let mut reversed = current.clone();
+                reversed.reverse();
+                prop_assert_eq!(plan(&current, &want).unwrap(), plan(&reversed, &want).unwrap());
+            }
+
+            #[test]
+            fn describing_only_what_needs_it_changes_nothing(current in cluster(), want in wanted()) {
+                let described: Vec<ExistingEntry> = current
+                    .iter()
+                    .filter(|e| needs_describe(&e.principal_arn, &want))
+                    .cloned()
+                    .collect();
+                prop_assert_eq!(plan(&current, &want).unwrap(), plan(&described, &want).unwrap());
+            }
+        }
+    }
+}
