@@ -42,6 +42,34 @@ pub enum EntryError {
     },
 }
 
+impl EntryError {
+    /// A failed call: `Changed` when it lost a race with another writer (re-list and re-plan),
+    /// `Api` otherwise.
+    fn new(
+        raced: bool,
+        operation: &'static str,
+        cluster: String,
+        principal: String,
+        detail: String,
+    ) -> Self {
+        if raced {
+            EntryError::Changed {
+                operation,
+                cluster,
+                principal,
+                detail,
+            }
+        } else {
+            EntryError::Api {
+                operation,
+                cluster,
+                principal,
+                detail,
+            }
+        }
+    }
+}
+
 /// The access entries of one cluster. The real one is [`EksAccessEntries`]; tests fake it.
 pub trait AccessEntryStore: Send + Sync {
     /// ListAccessEntries, all pages: the principal ARNs.
@@ -94,22 +122,13 @@ impl EksAccessEntries {
     {
         let is_race = error.as_service_error().is_some_and(&raced);
         let detail = aws_sdk_eks::error::DisplayErrorContext(error).to_string();
-        let (cluster, principal) = (self.cluster.clone(), principal.to_owned());
-        if is_race {
-            EntryError::Changed {
-                operation,
-                cluster,
-                principal,
-                detail,
-            }
-        } else {
-            EntryError::Api {
-                operation,
-                cluster,
-                principal,
-                detail,
-            }
-        }
+        EntryError::new(
+            is_race,
+            operation,
+            self.cluster.clone(),
+            principal.to_owned(),
+            detail,
+        )
     }
 }
 
@@ -360,22 +379,13 @@ mod tests {
             let mut fail = self.fail.lock().unwrap();
             if let Some(i) = fail.iter().position(|(op, _)| *op == operation) {
                 let (_, race) = fail.remove(i);
-                let (cluster, principal, detail) = ("c".into(), principal.into(), "boom".into());
-                return Err(if race {
-                    EntryError::Changed {
-                        operation,
-                        cluster,
-                        principal,
-                        detail,
-                    }
-                } else {
-                    EntryError::Api {
-                        operation,
-                        cluster,
-                        principal,
-                        detail,
-                    }
-                });
+                return Err(EntryError::new(
+                    race,
+                    operation,
+                    "c".into(),
+                    principal.into(),
+                    "boom".into(),
+                ));
             }
             Ok(())
         }
