@@ -115,7 +115,7 @@ pub async fn measure(bed: &BenchBed, scale: Scale, table: &mut Table) -> anyhow:
             ),
             format!(
                 "{}; entries added per cluster: {}",
-                ms(handled.took),
+                handled.phases(),
                 added.iter().max().copied().unwrap_or(0)
             ),
         );
