@@ -80,7 +80,7 @@ impl Plan {
         let counts: BTreeSet<usize> = match &args.clusters {
             Some(counts) => counts.iter().copied().collect(),
             None if quick => [1, 2].into(),
-            None => [1, 3, 8].into(),
+            None => [1, 3, 8, 16].into(),
         };
         anyhow::ensure!(
             counts.contains(&1) && !counts.contains(&0),

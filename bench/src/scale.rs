@@ -88,7 +88,7 @@ pub async fn measure(bed: &BenchBed, scale: Scale, table: &mut Table) -> anyhow:
     let reconcile = json!({"action": "reconcile", "dryRun": false});
     for (run, expect_writes) in [
         ("first (fresh App, writes all)", true),
-        ("second (warm, no-op)", false),
+        ("second (same App, no-op)", false),
     ] {
         let window = Window::open(bed, &names)?;
         let handled = warm_once(&app, &reconcile).await?;
