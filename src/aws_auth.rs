@@ -85,6 +85,8 @@ pub struct Merge {
     pub changed: Vec<UserArn>,
     /// Desired users that already have an entry this tool does not own; left as they are.
     pub conflicts: Vec<UserArn>,
+    /// The number of `mapUsers` entries after the merge, owned or not (for size errors).
+    pub entries: usize,
 }
 
 impl Merge {
@@ -124,6 +126,7 @@ pub fn merge(
         added,
         removed,
         changed,
+        entries: plan.unowned.len() + plan.owned_after.len(),
         conflicts: plan.conflicts,
     })
 }
@@ -716,6 +719,7 @@ mod tests {
             result,
             Merge {
                 previous: Some(current),
+                entries: 2,
                 ..Merge::default()
             }
         );

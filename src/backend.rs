@@ -48,9 +48,8 @@ impl Store {
 pub enum Choice {
     /// Write `store`; then remove the owned in-scope entries from `retire`, if any.
     Write { store: Store, retire: Option<Store> },
-    /// Leave the cluster alone (a mode this version does not know), with the reason.
-    Skip(String),
-    /// The configured backend cannot serve this cluster's mode.
+    /// The configured backend cannot serve this cluster's mode, or the mode is unknown: the
+    /// cluster fails (and is retried), it is never silently skipped.
     Refuse(BackendError),
 }
 
@@ -61,6 +60,10 @@ pub enum BackendError {
     AccessEntriesOnConfigMap { cluster: String },
     #[error("cluster {cluster}: backend configMap, but its authentication mode is API, which ignores aws-auth; use backend auto or accessEntries")]
     ConfigMapOnApi { cluster: String },
+    /// A mode newer than this version: which store EKS reads is unknown, so writing either
+    /// could grant or keep what IAM does not say. Failing keeps it visible and retried.
+    #[error("cluster {cluster}: authentication mode {mode} is unknown to this version, so it cannot tell which store EKS reads; nothing was written (upgrade eks-iam-sync)")]
+    UnknownMode { cluster: String, mode: String },
 }
 
 /// The store for `cluster`, configured `backend`, in authentication `mode`.
@@ -68,9 +71,10 @@ pub fn choose(cluster: &str, backend: Backend, mode: &AuthenticationMode) -> Cho
     use AuthenticationMode as Mode;
     let write = |store, retire| Choice::Write { store, retire };
     match (backend, mode) {
-        (_, Mode::Other(other)) => Choice::Skip(format!(
-            "authentication mode {other} is unknown to this version; nothing was written"
-        )),
+        (_, Mode::Other(other)) => Choice::Refuse(BackendError::UnknownMode {
+            cluster: cluster.to_owned(),
+            mode: other.clone(),
+        }),
         (Backend::Auto | Backend::ConfigMap, Mode::ConfigMap) => write(Store::AwsAuth, None),
         (Backend::AccessEntries, Mode::ConfigMap) => {
             Choice::Refuse(BackendError::AccessEntriesOnConfigMap {
@@ -138,10 +142,14 @@ mod tests {
     }
 
     #[test]
-    fn an_unknown_mode_is_skipped() {
+    fn an_unknown_mode_is_refused_naming_cluster_and_mode() {
         let mode = Mode::Other("NEW".into());
         for backend in [Backend::Auto, Backend::ConfigMap, Backend::AccessEntries] {
-            assert!(matches!(choose("c", backend, &mode), Choice::Skip(r) if r.contains("NEW")));
+            let Choice::Refuse(error) = choose("c1", backend, &mode) else {
+                panic!("{backend:?} on an unknown mode is not refused");
+            };
+            let text = error.to_string();
+            assert!(text.contains("c1") && text.contains("NEW"), "{text}");
         }
     }
 }

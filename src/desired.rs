@@ -216,6 +216,52 @@ impl Desired {
         self.scope.covers(arn.user_name())
     }
 
+    /// The IAM user names whose desired entries differ between `self` (what a run wrote) and
+    /// `fresh` (IAM read again afterwards), within `self`'s scope: exactly the users a stale
+    /// write may have got wrong. Compared by name, so a changed path or id counts too.
+    pub fn changed_users(&self, fresh: &Desired) -> BTreeSet<String> {
+        let by_name = |d: &Desired| -> BTreeMap<String, (UserArn, Mapping)> {
+            d.entries
+                .iter()
+                .filter(|(arn, _)| self.in_scope(arn))
+                .map(|(arn, m)| {
+                    (
+                        arn.user_name().to_ascii_lowercase(),
+                        (arn.clone(), m.clone()),
+                    )
+                })
+                .collect()
+        };
+        let (before, after) = (by_name(self), by_name(fresh));
+        let names: BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+        names
+            .into_iter()
+            .filter(|name| before.get(*name) != after.get(*name))
+            .map(|name| {
+                before
+                    .get(name)
+                    .or_else(|| after.get(name))
+                    .map(|(arn, _)| arn.user_name().to_string())
+                    .unwrap_or_else(|| name.clone())
+            })
+            .collect()
+    }
+
+    /// `self` narrowed to the IAM users `names`: their entries only, and a scope that covers
+    /// only them, so applying it cannot touch anyone else.
+    pub fn restricted_to(&self, names: &BTreeSet<String>) -> Desired {
+        let scope = Scope::Users(names.clone());
+        Desired {
+            entries: self
+                .entries
+                .iter()
+                .filter(|(arn, _)| scope.covers(arn.user_name()))
+                .map(|(arn, m)| (arn.clone(), m.clone()))
+                .collect(),
+            scope,
+        }
+    }
+
     /// The same scope with nobody desired: what a store the cluster no longer uses for these
     /// users should hold of ours. Applying it removes the owned entries in scope, nothing else.
     pub fn emptied(&self) -> Desired {
@@ -326,6 +372,61 @@ mod tests {
         let other = UserArn::parse("arn:aws:iam::123456789012:user/bob").unwrap();
         assert!(desired.in_scope(&old_path));
         assert!(!desired.in_scope(&other));
+    }
+
+    fn user(name: &str) -> UserArn {
+        UserArn::parse(&format!("arn:aws:iam::123456789012:user/{name}")).unwrap()
+    }
+
+    fn desired(scope: Scope, entries: &[(&str, &[&str])]) -> Desired {
+        Desired {
+            scope,
+            entries: entries
+                .iter()
+                .map(|(name, groups)| (user(name), Mapping::new(*name, groups.iter().copied())))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn changed_users_are_those_whose_entry_differs_in_scope() {
+        let written = desired(
+            Scope::All,
+            &[
+                ("alice", &["devs"]),
+                ("bob", &["devs"]),
+                ("carol", &["devs"]),
+            ],
+        );
+        let fresh = desired(
+            Scope::All,
+            &[
+                ("bob", &["devs", "ops"]),
+                ("carol", &["devs"]),
+                ("dave", &["devs"]),
+            ],
+        );
+        let changed: Vec<String> = written.changed_users(&fresh).into_iter().collect();
+        assert_eq!(changed, ["alice", "bob", "dave"]);
+        assert!(written.changed_users(&written.clone()).is_empty());
+    }
+
+    #[test]
+    fn changed_users_stay_within_the_runs_scope() {
+        let written = desired(names(&["alice"]), &[("alice", &["devs"])]);
+        let fresh = desired(names(&["alice"]), &[("bob", &["devs"])]);
+        let changed: Vec<String> = written.changed_users(&fresh).into_iter().collect();
+        assert_eq!(changed, ["alice"]);
+    }
+
+    #[test]
+    fn restricted_to_keeps_only_the_named_users_and_scopes_to_them() {
+        let fresh = desired(Scope::All, &[("alice", &["devs"]), ("bob", &["devs"])]);
+        let narrowed = fresh.restricted_to(&["bob".to_string()].into());
+        assert_eq!(narrowed.scope, names(&["bob"]));
+        assert_eq!(narrowed.entries.len(), 1);
+        assert!(narrowed.in_scope(&user("bob")));
+        assert!(!narrowed.in_scope(&user("alice")));
     }
 
     #[test]

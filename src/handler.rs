@@ -3,6 +3,8 @@
 //! The Lambda runtime and the CLI's `handle` command both call [`handle`], so a sample event
 //! behaves the same locally as in AWS.
 
+use std::time::Instant;
+
 use crate::event::{self, EventError, Parsed};
 use crate::report::Report;
 use crate::sync::{self, App, RunError};
@@ -21,9 +23,19 @@ pub enum HandleError {
     ClustersFailed(Box<Report>),
 }
 
-/// Handles one input and returns the per-cluster report; any failed cluster makes it an error
-/// that still carries the whole report.
+/// [`handle_within`] with the default deadline, [`sync::DEFAULT_TIMEOUT`] from now.
 pub async fn handle(app: &App, input: &serde_json::Value) -> Result<Report, HandleError> {
+    handle_within(app, input, Instant::now() + sync::DEFAULT_TIMEOUT).await
+}
+
+/// Handles one input and returns the per-cluster report, finishing before `deadline` (the
+/// Lambda context's deadline, less a margin to return the result); any failed cluster makes it
+/// an error that still carries the whole report.
+pub async fn handle_within(
+    app: &App,
+    input: &serde_json::Value,
+    deadline: Instant,
+) -> Result<Report, HandleError> {
     let invocation = match event::parse(input)? {
         Parsed::Run(invocation) => invocation,
         Parsed::Ignored {
@@ -44,11 +56,12 @@ pub async fn handle(app: &App, input: &serde_json::Value) -> Result<Report, Hand
                 trigger: "none".into(),
                 dry_run: false,
                 ignored: Some(reason),
+                iam_rereads: 0,
                 clusters: Vec::new(),
             });
         }
     };
-    let report = sync::run(app, &invocation).await?;
+    let report = sync::run(app, &invocation, deadline).await?;
     if report.failure_summary().is_some() {
         return Err(HandleError::ClustersFailed(Box::new(report)));
     }

@@ -10,6 +10,7 @@
 //! in the Lambda, the CLI and the tests.
 
 pub mod access_entries;
+pub mod aws;
 pub mod aws_auth;
 pub mod backend;
 pub mod cluster;

@@ -3,14 +3,14 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use aws_credential_types::provider::ProvideCredentials;
 use clap::{Parser, Subcommand};
 use eks_iam_sync::cluster::{EksDirectory, DEFAULT_CACHE_TTL};
 use eks_iam_sync::config::Config;
 use eks_iam_sync::credentials::AssumeRoles;
-use eks_iam_sync::handler::{handle, HandleError};
+use eks_iam_sync::handler::{handle_within, HandleError};
 use eks_iam_sync::iam::SdkIam;
 use eks_iam_sync::report::Report;
 use eks_iam_sync::sync::{App, TokenConnector};
@@ -23,8 +23,24 @@ use eks_iam_sync::token;
     about = "Keeps EKS access (aws-auth mapUsers or access entries) in step with IAM group membership"
 )]
 struct Cli {
+    /// Seconds a `handle` or `reconcile` run may take; each cluster gets a deadline within it,
+    /// and a cluster that has not finished by then is reported as failed.
+    #[arg(long, global = true, default_value_t = eks_iam_sync::sync::DEFAULT_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..=86400))]
+    timeout: u64,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Kept back from the Lambda deadline to serialise and return the result.
+const LAMBDA_RESULT_MARGIN: Duration = Duration::from_millis(1500);
+
+/// The instant `deadline` (Lambda's wall-clock deadline) falls on, less a margin.
+fn lambda_deadline(deadline: SystemTime) -> Instant {
+    let left = deadline
+        .duration_since(SystemTime::now())
+        .unwrap_or_default()
+        .saturating_sub(LAMBDA_RESULT_MARGIN);
+    Instant::now() + left
 }
 
 #[derive(Subcommand)]
@@ -85,7 +101,11 @@ async fn app(sdk: &aws_config::SdkConfig) -> Result<App, String> {
 #[tokio::main]
 async fn main() -> ExitCode {
     init_tracing();
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .retry_config(eks_iam_sync::aws::retry_config())
+        .timeout_config(eks_iam_sync::aws::timeout_config())
+        .load()
+        .await;
     let result = if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
         lambda(&sdk).await
     } else {
@@ -105,7 +125,8 @@ async fn lambda(sdk: &aws_config::SdkConfig) -> Result<ExitCode, String> {
     let app = &app;
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<serde_json::Value>| async move {
-            match handle(app, &event.payload).await {
+            let deadline = lambda_deadline(event.context.deadline());
+            match handle_within(app, &event.payload, deadline).await {
                 Ok(report) => Ok(serde_json::to_value(report)?),
                 Err(HandleError::ClustersFailed(report)) => {
                     tracing::error!(report = %serde_json::to_string(&report)?, "invocation failed");
@@ -123,6 +144,7 @@ async fn lambda(sdk: &aws_config::SdkConfig) -> Result<ExitCode, String> {
 }
 
 async fn cli(cli: Cli, sdk: &aws_config::SdkConfig) -> Result<ExitCode, String> {
+    let deadline = Instant::now() + Duration::from_secs(cli.timeout);
     match cli.command {
         Command::Handle { event } => {
             let text = std::fs::read_to_string(&event)
@@ -130,12 +152,12 @@ async fn cli(cli: Cli, sdk: &aws_config::SdkConfig) -> Result<ExitCode, String> 
             let input: serde_json::Value = serde_json::from_str(&text)
                 .map_err(|e| format!("{} is not JSON: {e}", event.display()))?;
             let app = app(sdk).await?;
-            print_outcome(handle(&app, &input).await, false)
+            print_outcome(handle_within(&app, &input, deadline).await, false)
         }
         Command::Reconcile { dry_run } => {
             let app = app(sdk).await?;
             let input = serde_json::json!({"action": "reconcile", "dryRun": dry_run});
-            print_outcome(handle(&app, &input).await, dry_run)
+            print_outcome(handle_within(&app, &input, deadline).await, dry_run)
         }
         Command::Token {
             cluster_name,

@@ -16,8 +16,8 @@ pub enum Outcome {
     Updated,
     /// Some desired user already has an entry this tool does not own; everything else was applied.
     Conflict,
-    /// The cluster was not touched on purpose (e.g. an authentication mode this version does
-    /// not know).
+    /// The cluster was not touched on purpose (aws-auth absent and `createMissingAwsAuth`
+    /// false).
     Skipped,
     /// The cluster could not be brought in step; `reason` says why. Nothing was lost.
     Failed,
@@ -67,6 +67,10 @@ pub struct ClusterReport {
     /// or deleted meanwhile) and were recomputed.
     #[serde(skip_serializing_if = "is_zero")]
     pub retries: u32,
+    /// Entries written again after IAM was re-read and had changed since the run first read it
+    /// (an overlapping run, a change during a reconcile); they are included in the counts above.
+    #[serde(skip_serializing_if = "is_zero_usize")]
+    pub corrected: usize,
     pub duration_ms: u64,
 }
 
@@ -93,8 +97,24 @@ impl ClusterReport {
             reason: None,
             diff: None,
             retries: 0,
+            corrected: 0,
             duration_ms: 0,
         }
+    }
+
+    /// Whether this cluster's store was changed (or, in a dry run, would be), including a
+    /// partial write before a failure.
+    pub fn wrote(&self) -> bool {
+        self.added + self.removed + self.changed + self.retired > 0
+    }
+
+    /// Whether the store written now holds the users in scope: written, already right, or
+    /// held by someone else's entry (a conflict). Not after a skip or a failure.
+    pub fn holds_users(&self) -> bool {
+        matches!(
+            self.outcome,
+            Outcome::Updated | Outcome::Unchanged | Outcome::Conflict
+        )
     }
 
     pub fn with_reason(mut self, reason: impl Into<String>) -> Self {
@@ -134,6 +154,10 @@ pub struct Report {
     /// Set when the input asked for no run (e.g. a failed IAM call); then `clusters` is empty.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ignored: Option<String>,
+    /// How often IAM was read again after writing, to check the writes against its latest
+    /// state (0 when nothing was written).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub iam_rereads: u32,
     pub clusters: Vec<ClusterReport>,
 }
 
@@ -175,6 +199,7 @@ mod tests {
             trigger: "alice".into(),
             dry_run: false,
             ignored: None,
+            iam_rereads: 0,
             clusters: outcomes
                 .iter()
                 .enumerate()

@@ -271,7 +271,9 @@ async fn a_missing_aws_auth_is_created_with_only_map_users_when_allowed() {
         cluster: cluster.clone(),
         create_missing: false,
         dry_run: false,
-        max_attempts: 5,
+        limits: eks_iam_sync::sync::Limits::until(
+            std::time::Instant::now() + std::time::Duration::from_secs(60),
+        ),
     };
     let report = apply_aws_auth(&store, &desired, &options).await;
     assert_eq!(report.outcome, Outcome::Skipped, "{report:?}");

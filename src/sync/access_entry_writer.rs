@@ -253,12 +253,9 @@ pub async fn apply_access_entries(
     desired: &Desired,
     options: &ApplyOptions,
 ) -> ClusterReport {
-    until_settled(
-        "access entries",
-        &options.cluster,
-        options.max_attempts,
-        || attempt(store, desired, options),
-    )
+    until_settled("access entries", &options.cluster, options.limits, || {
+        attempt(store, desired, options)
+    })
     .await
 }
 
@@ -341,6 +338,7 @@ mod tests {
 
     use super::*;
     use crate::desired::Scope;
+    use crate::sync::retry::Limits;
 
     /// An in-memory EKS: entries by principal, every call recorded, optional scripted failures.
     #[derive(Default)]
@@ -475,7 +473,10 @@ mod tests {
             cluster: "c".into(),
             create_missing: true,
             dry_run: false,
-            max_attempts: 3,
+            limits: Limits {
+                max_races: 3,
+                ..Limits::until(std::time::Instant::now() + std::time::Duration::from_secs(60))
+            },
         }
     }
 

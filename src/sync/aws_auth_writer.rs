@@ -8,7 +8,9 @@ use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ObjectMeta, PostParams};
 
-use super::retry::{until_settled, Attempt};
+use std::time::Duration;
+
+use super::retry::{until_settled, Attempt, Limits};
 use crate::aws_auth::{self, MAP_USERS};
 use crate::desired::Desired;
 use crate::report::{ClusterReport, Outcome};
@@ -22,6 +24,16 @@ pub enum StoreError {
     /// 409: someone else wrote since our read (or created it first). Re-read and recompute.
     #[error("aws-auth changed since it was read")]
     Conflict,
+    /// 404 on a write: the ConfigMap was deleted since it was read. A race like a 409.
+    #[error("aws-auth was deleted since it was read")]
+    Gone,
+    /// 429, 5xx or a connection that broke: the API server may answer the next try.
+    #[error("{detail}")]
+    Transient {
+        detail: String,
+        /// The server's `retryAfterSeconds`, when it gave one.
+        retry_after: Option<Duration>,
+    },
     #[error("{0}")]
     Api(String),
 }
@@ -47,13 +59,37 @@ impl KubeAwsAuth {
     }
 }
 
+/// Sorts a Kubernetes error into what the retry loop does with it. Throttling (429, also from
+/// API Priority and Fairness), server errors and broken connections are worth another try;
+/// anything else (403, 422, ...) would fail again the same way.
 fn store_error(e: kube::Error) -> StoreError {
     match e {
         kube::Error::Api(status) if status.code == 409 => StoreError::Conflict,
-        kube::Error::Api(status) => StoreError::Api(format!(
-            "Kubernetes API {} {}: {}",
-            status.code, status.reason, status.message
-        )),
+        kube::Error::Api(status) if status.code == 404 => StoreError::Gone,
+        kube::Error::Api(status) => {
+            let detail = format!(
+                "Kubernetes API {} {}: {}",
+                status.code, status.reason, status.message
+            );
+            if matches!(status.code, 429 | 500 | 502 | 503 | 504) {
+                let retry_after = status
+                    .details
+                    .as_ref()
+                    .map(|d| d.retry_after_seconds)
+                    .filter(|s| *s > 0)
+                    .map(|s| Duration::from_secs(s.into()));
+                StoreError::Transient {
+                    detail,
+                    retry_after,
+                }
+            } else {
+                StoreError::Api(detail)
+            }
+        }
+        kube::Error::HyperError(_) | kube::Error::Service(_) => StoreError::Transient {
+            detail: e.to_string(),
+            retry_after: None,
+        },
         other => StoreError::Api(other.to_string()),
     }
 }
@@ -92,7 +128,8 @@ pub struct ApplyOptions {
     /// Create aws-auth where it is absent (aws-auth only).
     pub create_missing: bool,
     pub dry_run: bool,
-    pub max_attempts: u32,
+    /// How often and until when a race or a transient error is retried.
+    pub limits: Limits,
 }
 
 /// Brings one cluster's aws-auth in step with `desired`. Never writes what it could not parse;
@@ -102,17 +139,36 @@ pub async fn apply_aws_auth(
     desired: &Desired,
     options: &ApplyOptions,
 ) -> ClusterReport {
-    until_settled("aws-auth", &options.cluster, options.max_attempts, || {
+    until_settled("aws-auth", &options.cluster, options.limits, || {
         attempt(store, desired, options)
     })
     .await
+}
+
+/// What a store error means for this attempt: a race, another try, or the end.
+fn after_error(report: ClusterReport, doing: &str, error: StoreError) -> Attempt {
+    match error {
+        StoreError::Conflict | StoreError::Gone => Attempt::Raced(report),
+        StoreError::Transient {
+            detail,
+            retry_after,
+        } => Attempt::Transient {
+            report,
+            reason: format!("{doing} {NAMESPACE}/{NAME}: {detail}"),
+            retry_after,
+        },
+        StoreError::Api(detail) => {
+            Attempt::Done(report.failed(format!("{doing} {NAMESPACE}/{NAME}: {detail}")))
+        }
+    }
 }
 
 async fn attempt(store: &dyn AwsAuthStore, desired: &Desired, options: &ApplyOptions) -> Attempt {
     let mut report = ClusterReport::new(&options.cluster, "", Outcome::Unchanged);
     let current = match store.get().await {
         Ok(current) => current,
-        Err(e) => return Attempt::Done(report.failed(format!("reading {NAMESPACE}/{NAME}: {e}"))),
+        // A 404 is `Ok(None)`; nothing to race with on a read.
+        Err(e) => return after_error(report, "reading", e),
     };
     if current.is_none() && !options.create_missing {
         report.outcome = Outcome::Skipped;
@@ -137,6 +193,13 @@ async fn attempt(store: &dyn AwsAuthStore, desired: &Desired, options: &ApplyOpt
         report.settle(Outcome::Unchanged);
         return Attempt::Done(report);
     };
+    let size = data_size(current.as_ref(), &new_value);
+    if size > MAX_CONFIG_MAP_DATA {
+        let entries = merge.entries;
+        return Attempt::Done(report.failed(format!(
+            "{NAMESPACE}/{NAME} would hold {size} bytes of data ({entries} mapUsers entries), over Kubernetes' limit of {MAX_CONFIG_MAP_DATA} bytes for a ConfigMap; nothing was written"
+        )));
+    }
     if options.dry_run {
         report.diff = Some(aws_auth::unified_diff(
             &options.cluster,
@@ -161,9 +224,34 @@ async fn attempt(store: &dyn AwsAuthStore, desired: &Desired, options: &ApplyOpt
             report.settle(Outcome::Updated);
             Attempt::Done(report)
         }
-        Err(StoreError::Conflict) => Attempt::Raced(report),
-        Err(e) => Attempt::Done(report.failed(format!("writing {NAMESPACE}/{NAME}: {e}"))),
+        Err(e) => after_error(report, "writing", e),
     }
+}
+
+/// Kubernetes refuses a ConfigMap whose data values add up to more than 1 MiB
+/// (`ValidateConfigMap` in pkg/apis/core/validation/validation.go sums `len(value)` over `data`
+/// and `binaryData` against `core.MaxSecretSize`, 1024 * 1024 bytes).
+pub const MAX_CONFIG_MAP_DATA: usize = 1024 * 1024;
+
+/// The size Kubernetes validates, of the ConfigMap as it would be written.
+fn data_size(current: Option<&ConfigMap>, map_users: &str) -> usize {
+    let others: usize = current
+        .map(|cm| {
+            let data = cm.data.iter().flatten();
+            let text: usize = data
+                .filter(|(key, _)| key.as_str() != MAP_USERS)
+                .map(|(_, value)| value.len())
+                .sum();
+            let binary: usize = cm
+                .binary_data
+                .iter()
+                .flatten()
+                .map(|(_, v)| v.0.len())
+                .sum();
+            text + binary
+        })
+        .unwrap_or(0);
+    others + map_users.len()
 }
 
 fn new_aws_auth(map_users: String) -> ConfigMap {

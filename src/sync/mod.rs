@@ -15,7 +15,7 @@ mod aws_auth_writer;
 pub mod retry;
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use aws_credential_types::provider::ProvideCredentials;
 use futures::future::BoxFuture;
@@ -25,7 +25,7 @@ pub use access_entry_writer::{
     apply_access_entries, AccessEntryStore, EksAccessEntries, EntryError, DESCRIBE_CONCURRENCY,
 };
 pub use aws_auth_writer::{apply_aws_auth, ApplyOptions, AwsAuthStore, KubeAwsAuth, StoreError};
-pub use retry::DEFAULT_MAX_ATTEMPTS;
+pub use retry::{Limits, DEFAULT_MAX_ATTEMPTS};
 
 use crate::backend::{self, Choice, Store};
 use crate::cluster::{self, ClusterDirectory, ClusterTarget};
@@ -98,31 +98,72 @@ pub struct App {
     pub connector: Box<dyn Connector>,
 }
 
-/// The run failed before any cluster was touched.
+/// Why a run produced no per-cluster report.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error("reading the desired state from IAM: {0}")]
     Iam(#[from] IamError),
+    /// The writes are done, but whether IAM still supports them is unknown: the run fails so
+    /// that it is retried (and re-reads IAM) rather than leave a possibly stale grant.
+    #[error("re-reading IAM after writing, to check the writes against its latest state: {0}")]
+    Reread(IamError),
+    #[error("{during} did not finish before the run's deadline")]
+    Deadline { during: &'static str },
 }
 
-/// Recomputes from IAM and brings every configured and discovered cluster in step. A full
-/// reconcile describes and discovers afresh; a user event may use cached answers. A discovery
-/// that failed (a region that could not be listed) is reported like a failed cluster, after the
-/// clusters.
-pub async fn run(app: &App, invocation: &Invocation) -> Result<Report, RunError> {
-    let desired = iam::desired(app.iam.as_ref(), &app.config, &invocation.trigger).await?;
+/// How long a run may take when the caller gives no deadline (the CLI's default `--timeout`).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+/// Re-reads of IAM after writing, at most: each one that finds IAM changed undoes what it no
+/// longer supports and is itself checked by the next. Three covers any realistic burst; a
+/// longer one has events of its own.
+pub const MAX_REREADS: u32 = 3;
+/// At most this much of the time left is kept back from the clusters' deadline, for the IAM
+/// re-read, the corrections and the report.
+const MAX_RESERVE: Duration = Duration::from_secs(5);
+
+/// Recomputes from IAM and brings every configured and discovered cluster in step, finishing
+/// before `deadline`. A full reconcile describes and discovers afresh; a user event may use
+/// cached answers. A discovery that failed (a region that could not be listed) is reported like
+/// a failed cluster, after the clusters.
+///
+/// IAM is read once before writing and, when anything was written, once more afterwards: a run
+/// that read IAM before a change and wrote after the change's own run (overlapping events, a
+/// reconcile still running) would otherwise leave the stale state. Whatever the re-read no
+/// longer supports is applied again, for just the users that changed, on the clusters reached.
+pub async fn run(
+    app: &App,
+    invocation: &Invocation,
+    deadline: Instant,
+) -> Result<Report, RunError> {
+    let desired = read_iam(app, &invocation.trigger, deadline).await?;
     if invocation.trigger == Trigger::All {
         app.clusters.forget_cached();
     }
-    let fleet = fleet::resolve(&app.config, app.clusters.as_ref()).await;
-    let mut clusters: Vec<ClusterReport> = futures::stream::iter(&fleet.clusters)
-        .map(|cluster| sync_cluster(app, cluster, &desired, invocation))
-        .buffered(app.config.max_concurrency.max(1))
-        .collect()
-        .await;
-    for failure in &fleet.failures {
-        log_cluster(failure, invocation);
+    let reserve = deadline
+        .saturating_duration_since(Instant::now())
+        .div_f64(5.0)
+        .min(MAX_RESERVE);
+    let clusters_deadline = deadline - reserve;
+    let fleet = tokio::time::timeout_at(
+        clusters_deadline.into(),
+        fleet::resolve(&app.config, app.clusters.as_ref()),
+    )
+    .await
+    .map_err(|_| RunError::Deadline {
+        during: "finding the clusters, configured and discovered (nothing was written)",
+    })?;
+    let targets: Vec<&ClusterRef> = fleet.clusters.iter().collect();
+    let mut clusters = fan_out(app, &targets, &desired, invocation, clusters_deadline).await;
+    let verified = if invocation.dry_run {
+        Ok(0)
+    } else {
+        verify(app, invocation, &targets, desired, &mut clusters, deadline).await
+    };
+    // What was done is logged even when the re-read failed.
+    for report in clusters.iter().chain(&fleet.failures) {
+        log_cluster(report, invocation);
     }
+    let iam_rereads = verified?;
     clusters.extend(fleet.failures);
     Ok(Report {
         event_id: invocation.event_id.clone(),
@@ -130,8 +171,92 @@ pub async fn run(app: &App, invocation: &Invocation) -> Result<Report, RunError>
         trigger: trigger_label(&invocation.trigger),
         dry_run: invocation.dry_run,
         ignored: None,
+        iam_rereads,
         clusters,
     })
+}
+
+/// The desired state for `trigger`, read before `deadline`.
+async fn read_iam(app: &App, trigger: &Trigger, deadline: Instant) -> Result<Desired, RunError> {
+    let read = iam::desired(app.iam.as_ref(), &app.config, trigger);
+    match tokio::time::timeout_at(deadline.into(), read).await {
+        Ok(desired) => Ok(desired?),
+        Err(_) => Err(RunError::Deadline {
+            during: "reading the desired state from IAM (nothing was written)",
+        }),
+    }
+}
+
+/// After a run wrote, re-reads IAM and re-applies, for the users whose state changed meanwhile,
+/// what IAM says now; repeats while that itself writes, up to [`MAX_REREADS`]. Clusters that
+/// failed or were skipped are left out (a failed cluster fails the invocation, whose retry
+/// re-reads IAM anyway). Returns the number of re-reads.
+async fn verify(
+    app: &App,
+    invocation: &Invocation,
+    targets: &[&ClusterRef],
+    mut written: Desired,
+    clusters: &mut [ClusterReport],
+    deadline: Instant,
+) -> Result<u32, RunError> {
+    let mut wrote = clusters.iter().any(ClusterReport::wrote);
+    let mut rereads = 0;
+    while wrote && rereads < MAX_REREADS {
+        rereads += 1;
+        let fresh = read_iam(app, &invocation.trigger, deadline)
+            .await
+            .map_err(|e| match e {
+                RunError::Iam(e) => RunError::Reread(e),
+                _ => RunError::Deadline {
+                    during: "re-reading IAM after writing (the writes are not checked against its latest state yet)",
+                },
+            })?;
+        let changed = written.changed_users(&fresh);
+        if changed.is_empty() {
+            break;
+        }
+        tracing::warn!(
+            event_id = invocation.event_id.as_deref().unwrap_or(""),
+            users = %changed.iter().cloned().collect::<Vec<_>>().join(","),
+            reread = rereads,
+            "IAM changed while this run wrote; applying its latest state for these users"
+        );
+        let correction = fresh.restricted_to(&changed);
+        let reached: Vec<usize> = (0..clusters.len())
+            .filter(|&i| !matches!(clusters[i].outcome, Outcome::Failed | Outcome::Skipped))
+            .collect();
+        let again_targets: Vec<&ClusterRef> = reached.iter().map(|&i| targets[i]).collect();
+        let again = fan_out(app, &again_targets, &correction, invocation, deadline).await;
+        wrote = again.iter().any(ClusterReport::wrote);
+        for (i, report) in reached.into_iter().zip(again) {
+            absorb_correction(&mut clusters[i], report);
+        }
+        written = fresh;
+    }
+    Ok(rereads)
+}
+
+/// Every target at once (at most `maxConcurrency` in flight), unordered, so that one slow
+/// cluster holds only its own slot; the reports come back in the targets' order.
+async fn fan_out(
+    app: &App,
+    targets: &[&ClusterRef],
+    desired: &Desired,
+    invocation: &Invocation,
+    deadline: Instant,
+) -> Vec<ClusterReport> {
+    let mut done: Vec<(usize, ClusterReport)> = futures::stream::iter(targets.iter().enumerate())
+        .map(|(i, cluster)| async move {
+            (
+                i,
+                sync_cluster(app, cluster, desired, invocation.dry_run, deadline).await,
+            )
+        })
+        .buffer_unordered(app.config.max_concurrency.max(1))
+        .collect()
+        .await;
+    done.sort_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, report)| report).collect()
 }
 
 fn trigger_label(trigger: &Trigger) -> String {
@@ -141,18 +266,30 @@ fn trigger_label(trigger: &Trigger) -> String {
     }
 }
 
+/// One cluster, cut off at `deadline`: a cluster that hangs (an endpoint that accepts and never
+/// answers) fails alone, with a reason, and the run still returns in time.
 async fn sync_cluster(
     app: &App,
     cluster: &ClusterRef,
     desired: &Desired,
-    invocation: &Invocation,
+    dry_run: bool,
+    deadline: Instant,
 ) -> ClusterReport {
     let started = Instant::now();
-    let mut report = sync_cluster_inner(app, cluster, desired, invocation.dry_run).await;
+    let inner = sync_cluster_inner(app, cluster, desired, dry_run, deadline);
+    let mut report = match tokio::time::timeout_at(deadline.into(), inner).await {
+        Ok(report) => report,
+        Err(_) => ClusterReport::new(&cluster.name, &cluster.region, Outcome::Failed).with_reason(
+            format!(
+                "cluster {}: no answer before the run's deadline ({} ms); a write in flight may or may not have landed, the next run re-reads and repairs",
+                cluster.name,
+                started.elapsed().as_millis()
+            ),
+        ),
+    };
     report.cluster = cluster.name.clone();
     report.region = cluster.region.clone();
     report.duration_ms = started.elapsed().as_millis() as u64;
-    log_cluster(&report, invocation);
     report
 }
 
@@ -161,6 +298,7 @@ async fn sync_cluster_inner(
     cluster: &ClusterRef,
     desired: &Desired,
     dry_run: bool,
+    deadline: Instant,
 ) -> ClusterReport {
     let report = |outcome| ClusterReport::new(&cluster.name, &cluster.region, outcome);
     let target = match app.clusters.describe(cluster).await {
@@ -169,19 +307,19 @@ async fn sync_cluster_inner(
     };
     let (store, retire) = match backend::choose(&cluster.name, cluster.backend, &target.mode) {
         Choice::Write { store, retire } => (store, retire),
-        Choice::Skip(reason) => return report(Outcome::Skipped).with_reason(reason),
         Choice::Refuse(e) => return report(Outcome::Failed).with_reason(e.to_string()),
     };
     let options = ApplyOptions {
         cluster: cluster.name.clone(),
         create_missing: app.config.create_missing_aws_auth,
         dry_run,
-        max_attempts: DEFAULT_MAX_ATTEMPTS,
+        limits: Limits::until(deadline),
     };
     let mut report = write(app, &target, store, desired, &options).await;
     report.backend = Some(store.as_str());
-    // Only once the chosen store holds the users: retiring first could leave a gap in access.
-    if let (Some(retired), false) = (retire, report.outcome == Outcome::Failed) {
+    // Only once the chosen store holds the users: retiring after a skipped or failed write
+    // would take away the only entries that still grant access.
+    if let (Some(retired), true) = (retire, report.holds_users()) {
         let cleanup = write(app, &target, retired, &desired.emptied(), &options).await;
         absorb_retirement(&mut report, retired, cleanup);
     }
@@ -216,16 +354,48 @@ async fn write(
 fn absorb_retirement(report: &mut ClusterReport, retired: Store, cleanup: ClusterReport) {
     report.retired = cleanup.removed;
     report.retries += cleanup.retries;
-    if let Some(diff) = cleanup.diff {
-        report.diff = Some(report.diff.take().unwrap_or_default() + &diff);
+    if let Some(diff) = &cleanup.diff {
+        report.diff = Some(report.diff.take().unwrap_or_default() + diff);
     }
-    match cleanup.outcome {
+    let context = format!(
+        "removing owned entries from {} (retired in this authentication mode)",
+        retired.as_str()
+    );
+    fold_outcome(report, &cleanup, &context);
+}
+
+/// Folds a correction (the same cluster written again after IAM was re-read) into the
+/// cluster's report: the counts add up, and `corrected` says how many entries it changed.
+fn absorb_correction(report: &mut ClusterReport, correction: ClusterReport) {
+    report.added += correction.added;
+    report.removed += correction.removed;
+    report.changed += correction.changed;
+    report.retired += correction.retired;
+    report.retries += correction.retries;
+    report.duration_ms += correction.duration_ms;
+    report.corrected +=
+        correction.added + correction.removed + correction.changed + correction.retired;
+    for conflict in &correction.conflicts {
+        if !report.conflicts.contains(conflict) {
+            report.conflicts.push(conflict.clone());
+        }
+    }
+    fold_outcome(
+        report,
+        &correction,
+        "applying IAM's latest state after re-reading it",
+    );
+}
+
+/// The outcome of a cluster after a second write to it: a failure fails it (naming what was
+/// being done), a write makes an unchanged cluster updated.
+fn fold_outcome(report: &mut ClusterReport, second: &ClusterReport, context: &str) {
+    match second.outcome {
         Outcome::Failed => {
             report.outcome = Outcome::Failed;
             report.reason = Some(format!(
-                "removing owned entries from {} (retired in this authentication mode): {}",
-                retired.as_str(),
-                cleanup.reason.as_deref().unwrap_or("failed")
+                "{context}: {}",
+                second.reason.as_deref().unwrap_or("failed")
             ));
         }
         Outcome::Updated if report.outcome == Outcome::Unchanged => {

@@ -27,6 +27,8 @@ pub fn app(bed: &TestBed) -> App {
             .region(aws_config::Region::new(REGION))
             .endpoint_url(endpoint)
             .credentials_provider(credentials.clone())
+            .retry_config(eks_iam_sync::aws::retry_config())
+            .timeout_config(eks_iam_sync::aws::timeout_config())
             .build()
     };
     App {
