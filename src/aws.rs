@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
+use aws_credential_types::provider::SharedCredentialsProvider;
 
 /// Attempts per AWS call, the first included. Default 5 (the SDK's is 3): a throttled IAM or
 /// EKS burst during an onboarding wave usually clears within that.
@@ -30,6 +31,24 @@ pub fn timeout_config() -> TimeoutConfig {
     TimeoutConfig::builder()
         .connect_timeout(CONNECT_TIMEOUT)
         .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+        .build()
+}
+
+/// An SDK configuration with these settings for a fixed region, endpoint and identity: what
+/// the end-to-end tests and the benchmark use to wire the product to the test bed exactly as
+/// `main` wires it to AWS (which loads the same settings through `aws_config::defaults`).
+pub fn config_for(
+    region: &str,
+    endpoint: &str,
+    credentials: SharedCredentialsProvider,
+) -> aws_config::SdkConfig {
+    aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(region.to_string()))
+        .endpoint_url(endpoint)
+        .credentials_provider(credentials)
+        .retry_config(retry_config())
+        .timeout_config(timeout_config())
         .build()
 }
 

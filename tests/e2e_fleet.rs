@@ -97,14 +97,7 @@ fn config(bed: &TestBed) -> Config {
 fn app(bed: &TestBed) -> App {
     let description = bed.description();
     let own = SharedCredentialsProvider::new(description.credentials.sync_role.sdk_credentials());
-    let sdk = |endpoint: &str| {
-        aws_config::SdkConfig::builder()
-            .behavior_version(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new(common::REGION))
-            .endpoint_url(endpoint)
-            .credentials_provider(own.clone())
-            .build()
-    };
+    let sdk = |endpoint: &str| eks_iam_sync::aws::config_for(common::REGION, endpoint, own.clone());
     let identities = Arc::new(AssumeRoles::new(
         own.clone(),
         aws_sdk_sts::Client::new(&sdk(&description.endpoints.sts)),
@@ -418,10 +411,19 @@ async fn a_failing_eks_api_on_one_cluster_leaves_the_others_correct() {
     let gus = new_user(bed, "gus").await;
     bed.seeder().add_user_to_group("gus", GROUP).await.unwrap();
     // More failures than the SDK's retries: api is throttled, both's DescribeCluster fails.
-    bed.eks()
-        .fail_next_for("ListAccessEntries", "api", 3, InjectedError::Throttling);
-    bed.eks()
-        .fail_next_for("DescribeCluster", "both", 3, InjectedError::ServerException);
+    let attempts = eks_iam_sync::aws::MAX_ATTEMPTS;
+    bed.eks().fail_next_for(
+        "ListAccessEntries",
+        "api",
+        attempts,
+        InjectedError::Throttling,
+    );
+    bed.eks().fail_next_for(
+        "DescribeCluster",
+        "both",
+        attempts,
+        InjectedError::ServerException,
+    );
 
     let err = handle(&app, &event("add-user-to-group.json", "gus"))
         .await

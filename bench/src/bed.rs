@@ -82,12 +82,7 @@ impl BenchBed {
         let credentials =
             SharedCredentialsProvider::new(description.credentials.sync_role.sdk_credentials());
         let sdk = |endpoint: &str| {
-            aws_config::SdkConfig::builder()
-                .behavior_version(aws_config::BehaviorVersion::latest())
-                .region(aws_config::Region::new(description.region.clone()))
-                .endpoint_url(endpoint)
-                .credentials_provider(credentials.clone())
-                .build()
+            eks_iam_sync::aws::config_for(&description.region, endpoint, credentials.clone())
         };
         let identities = Arc::new(AssumeRoles::new(
             credentials.clone(),

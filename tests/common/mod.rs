@@ -21,16 +21,7 @@ pub fn app(bed: &TestBed) -> App {
     let config = Config::parse(&description.sync_config.to_string()).expect("bed config is valid");
     let credentials =
         SharedCredentialsProvider::new(description.credentials.sync_role.sdk_credentials());
-    let sdk = |endpoint: &str| {
-        aws_config::SdkConfig::builder()
-            .behavior_version(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new(REGION))
-            .endpoint_url(endpoint)
-            .credentials_provider(credentials.clone())
-            .retry_config(eks_iam_sync::aws::retry_config())
-            .timeout_config(eks_iam_sync::aws::timeout_config())
-            .build()
-    };
+    let sdk = |endpoint: &str| eks_iam_sync::aws::config_for(REGION, endpoint, credentials.clone());
     App {
         config,
         iam: Box::new(SdkIam::new(aws_sdk_iam::Client::new(&sdk(&description
