@@ -133,9 +133,17 @@ async fn attempt(store: &dyn AwsAuthStore, desired: &Desired, options: &ApplyOpt
     report.removed = merge.removed.len();
     report.changed = merge.changed.len();
     report.conflicts = merge.conflicts.iter().map(ToString::to_string).collect();
+    // What the merge could not do is a failure of this cluster, reported after whatever it could
+    // do safely (its revocations) has been written.
+    let finish = |mut report: ClusterReport, outcome| {
+        report.settle(outcome);
+        match &merge.blocked {
+            Some(blocked) => report.failed(blocked.to_string()),
+            None => report,
+        }
+    };
     let Some(new_value) = merge.map_users.clone() else {
-        report.settle(Outcome::Unchanged);
-        return Attempt::Done(report);
+        return Attempt::Done(finish(report, Outcome::Unchanged));
     };
     if options.dry_run {
         report.diff = Some(aws_auth::unified_diff(
@@ -143,8 +151,7 @@ async fn attempt(store: &dyn AwsAuthStore, desired: &Desired, options: &ApplyOpt
             merge.previous.as_deref(),
             &new_value,
         ));
-        report.settle(Outcome::Updated);
-        return Attempt::Done(report);
+        return Attempt::Done(finish(report, Outcome::Updated));
     }
     let written = match current {
         Some(mut config_map) => {
@@ -157,10 +164,7 @@ async fn attempt(store: &dyn AwsAuthStore, desired: &Desired, options: &ApplyOpt
         None => store.create(&new_aws_auth(new_value)).await,
     };
     match written {
-        Ok(()) => {
-            report.settle(Outcome::Updated);
-            Attempt::Done(report)
-        }
+        Ok(()) => Attempt::Done(finish(report, Outcome::Updated)),
         Err(StoreError::Conflict) => Attempt::Raced(report),
         Err(e) => Attempt::Done(report.failed(format!("writing {NAMESPACE}/{NAME}: {e}"))),
     }
