@@ -48,6 +48,39 @@ pub trait IamDirectory: Send + Sync {
         &'a self,
         group: &'a str,
     ) -> BoxFuture<'a, Result<Option<Vec<IamUser>>, IamError>>;
+    /// ListGroups, all pages: every group name, as IAM spells it. Only read when GetGroup did
+    /// not find a configured spelling ([`members_ignoring_case`]); a directory that cannot list
+    /// keeps the default, which finds nothing more.
+    fn group_names(&self) -> BoxFuture<'_, Result<Vec<String>, IamError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+}
+
+/// IAM group names ignore case: IAM cannot hold both `EKS-Developers` and `eks-developers`, and
+/// the configured spelling may differ from IAM's. A user event matches ListGroupsForUser's names
+/// case-insensitively, so the full reconcile must find the same group for the same spelling, or
+/// the two paths would disagree about who has access. AWS resolves GetGroup for any case of the
+/// name, but that is not documented, and moto does not; so when GetGroup says NoSuchEntity, the
+/// spelling is looked up in ListGroups (all pages) and GetGroup asked again with IAM's own. That
+/// costs a listing only for a configured group IAM did not find under its spelling.
+pub async fn members_ignoring_case(
+    iam: &dyn IamDirectory,
+    group: &str,
+) -> Result<Option<Vec<IamUser>>, IamError> {
+    if let Some(members) = iam.group_members(group).await? {
+        return Ok(Some(members));
+    }
+    let names = iam.group_names().await?;
+    match names
+        .iter()
+        .find(|name| name.eq_ignore_ascii_case(group) && name.as_str() != group)
+    {
+        Some(spelling) => {
+            tracing::info!(iam_group = %group, spelling = %spelling, "configured IAM group found under another case");
+            iam.group_members(spelling).await
+        }
+        None => Ok(None),
+    }
 }
 
 /// Computes what the clusters should hold for `trigger`, from IAM's current state.
@@ -56,10 +89,14 @@ pub async fn desired(
     config: &Config,
     trigger: &Trigger,
 ) -> Result<Desired, IamError> {
-    let mapped: BTreeMap<&str, &[String]> = config
+    // Keyed by the lowercased name: IAM group names ignore case (see `members_ignoring_case`).
+    let mapped: BTreeMap<String, (&str, &[String])> = config
         .groups
         .iter()
-        .map(|g| (g.iam_group.as_str(), g.kubernetes_groups.as_slice()))
+        .map(|g| {
+            let key = g.iam_group.to_ascii_lowercase();
+            (key, (g.iam_group.as_str(), g.kubernetes_groups.as_slice()))
+        })
         .collect();
     let mut members: BTreeMap<String, (String, BTreeSet<String>)> = BTreeMap::new();
     let scope = match trigger {
@@ -70,15 +107,17 @@ pub async fn desired(
                     continue;
                 };
                 let groups = iam.groups_for_user(name).await?.unwrap_or_default();
-                for group in groups.iter().filter(|g| mapped.contains_key(g.as_str())) {
-                    grant(&mut members, &user, mapped[group.as_str()]);
+                for group in &groups {
+                    if let Some((_, kubernetes_groups)) = mapped.get(&group.to_ascii_lowercase()) {
+                        grant(&mut members, &user, kubernetes_groups);
+                    }
                 }
             }
             Scope::Users(names.clone())
         }
         Trigger::All => {
-            for (group, kubernetes_groups) in &mapped {
-                match iam.group_members(group).await? {
+            for (group, kubernetes_groups) in mapped.values() {
+                match members_ignoring_case(iam, group).await? {
                     Some(users) => {
                         for user in &users {
                             grant(&mut members, user, kubernetes_groups);
@@ -222,6 +261,18 @@ impl IamDirectory for SdkIam {
             Ok(Some(users))
         })
     }
+
+    fn group_names(&self) -> BoxFuture<'_, Result<Vec<String>, IamError>> {
+        Box::pin(async move {
+            let mut pages = self.client.list_groups().into_paginator().send();
+            let mut names = Vec::new();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| call_error("ListGroups", "(all groups)", e))?;
+                names.extend(page.groups().iter().map(|g| g.group_name().to_string()));
+            }
+            Ok(names)
+        })
+    }
 }
 
 #[cfg(test)]
@@ -290,6 +341,10 @@ mod tests {
                     .collect()
             });
             Box::pin(async move { Ok(members) })
+        }
+        fn group_names(&self) -> BoxFuture<'_, Result<Vec<String>, IamError>> {
+            let names = self.groups.keys().cloned().collect();
+            Box::pin(async move { Ok(names) })
         }
     }
 
@@ -364,5 +419,31 @@ mod tests {
             d.entries.values().next().unwrap().username,
             "123456789012:alice"
         );
+    }
+
+    /// Like moto: GetGroup finds a group only under IAM's own spelling.
+    #[tokio::test]
+    async fn group_names_match_ignoring_case_on_both_paths() {
+        for (in_iam, configured) in [
+            ("EKS-Developers", "eks-developers"),
+            ("eks-viewers", "EKS-VIEWERS"),
+        ] {
+            let iam = Directory::default().with("alice", &[in_iam]);
+            let mut config = config();
+            config.groups[0].iam_group = configured.into();
+            config.groups[1].iam_group = "unused".into();
+            let event = desired(&iam, &config, &users(&["alice"])).await.unwrap();
+            let reconcile = desired(&iam, &config, &Trigger::All).await.unwrap();
+            assert_eq!(event.entries, reconcile.entries, "{in_iam} vs {configured}");
+            let mapping = event.entries.values().next().expect("alice is granted");
+            assert_eq!(mapping.groups, vec!["developers"]);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_group_missing_under_every_spelling_grants_nothing() {
+        let iam = Directory::default().with("alice", &["other"]);
+        let d = desired(&iam, &config(), &Trigger::All).await.unwrap();
+        assert!(d.entries.is_empty());
     }
 }

@@ -20,28 +20,6 @@ const SPECIAL_WORDS: [&str; 9] = ["null", "true", "false", "yes", "no", "on", "o
 /// `system:node:{{EC2PrivateDNSName}}` stay readable; anything else is quoted.
 const PLAIN_PUNCTUATION: &str = "_-./:@{}=+,";
 
-/// Checks that `value` can be written back faithfully: mapping keys must be scalars (the
-/// authenticator's YAML-to-JSON step rejects others) and tags must be simple local tags.
-pub(super) fn check_representable(value: &Value) -> Result<(), String> {
-    match value {
-        Value::Sequence(items) => items.iter().try_for_each(check_representable),
-        Value::Mapping(map) => map.iter().try_for_each(|(key, value)| {
-            if !is_scalar(key) {
-                return Err(format!("mapping key {key:?} is not a scalar"));
-            }
-            check_representable(value)
-        }),
-        Value::Tagged(tagged) => {
-            let tag = tagged.tag.to_string();
-            if !is_simple_tag(&tag) {
-                return Err(format!("YAML tag `{tag}` is not supported"));
-            }
-            check_representable(&tagged.value)
-        }
-        Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) => Ok(()),
-    }
-}
-
 /// Renders a list as a block sequence; an empty list renders as `[]\n`.
 pub(super) fn render_list(items: &[Value]) -> String {
     let mut out = String::new();
@@ -51,22 +29,6 @@ pub(super) fn render_list(items: &[Value]) -> String {
         write_sequence(&mut out, items, 0, false);
     }
     out
-}
-
-fn is_scalar(value: &Value) -> bool {
-    matches!(
-        value,
-        Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_)
-    )
-}
-
-fn is_simple_tag(tag: &str) -> bool {
-    tag.strip_prefix('!').is_some_and(|name| {
-        !name.is_empty()
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.:/".contains(c))
-    })
 }
 
 /// Writes `items` one per line at `indent`; with `first_inline` the first item continues the
@@ -271,25 +233,6 @@ mod tests {
     fn merge_key_stays_plain() {
         let entry = parse("{'<<': {a: 1}, b: 2}");
         assert_eq!(render_list(&[entry]), "- <<:\n    a: 1\n  b: 2\n");
-    }
-
-    #[test]
-    fn local_tags_survive_and_odd_tags_are_refused() {
-        let entry = parse("{a: !foo bar, b: !foo {c: 1}}");
-        check_representable(&entry).unwrap();
-        let rendered = render_list(std::slice::from_ref(&entry));
-        assert_eq!(rendered, "- a: !foo bar\n  b: !foo\n    c: 1\n");
-        assert_eq!(parse(&rendered), Value::Sequence(vec![entry]));
-        let odd = serde_yaml_ng::value::TaggedValue {
-            tag: serde_yaml_ng::value::Tag::new("a,b"),
-            value: Value::Null,
-        };
-        assert!(check_representable(&Value::Tagged(Box::new(odd))).is_err());
-    }
-
-    #[test]
-    fn collection_keys_are_refused() {
-        assert!(check_representable(&parse("? [a]\n: 1\n")).is_err());
     }
 
     fn scalar() -> impl Strategy<Value = Value> {

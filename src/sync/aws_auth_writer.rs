@@ -189,13 +189,23 @@ async fn attempt(store: &dyn AwsAuthStore, desired: &Desired, options: &ApplyOpt
     report.removed = merge.removed.len();
     report.changed = merge.changed.len();
     report.conflicts = merge.conflicts.iter().map(ToString::to_string).collect();
+    // What the merge could not do is a failure of this cluster, reported after whatever it could
+    // do safely (its revocations) has been written.
+    let finish = |mut report: ClusterReport, outcome| {
+        report.settle(outcome);
+        match &merge.blocked {
+            Some(blocked) => report.failed(blocked.to_string()),
+            None => report,
+        }
+    };
     let Some(new_value) = merge.map_users.clone() else {
-        report.settle(Outcome::Unchanged);
-        return Attempt::Done(report);
+        return Attempt::Done(finish(report, Outcome::Unchanged));
     };
     let size = data_size(current.as_ref(), &new_value);
     if size > MAX_CONFIG_MAP_DATA {
-        let entries = merge.entries;
+        // Counted only here, where it explains the refusal.
+        let entries = serde_yaml_ng::from_str::<Vec<serde_yaml_ng::Value>>(&new_value)
+            .map_or(0, |items| items.len());
         return Attempt::Done(report.failed(format!(
             "{NAMESPACE}/{NAME} would hold {size} bytes of data ({entries} mapUsers entries), over Kubernetes' limit of {MAX_CONFIG_MAP_DATA} bytes for a ConfigMap; nothing was written"
         )));
@@ -206,8 +216,7 @@ async fn attempt(store: &dyn AwsAuthStore, desired: &Desired, options: &ApplyOpt
             merge.previous.as_deref(),
             &new_value,
         ));
-        report.settle(Outcome::Updated);
-        return Attempt::Done(report);
+        return Attempt::Done(finish(report, Outcome::Updated));
     }
     let written = match current {
         Some(mut config_map) => {
@@ -220,10 +229,7 @@ async fn attempt(store: &dyn AwsAuthStore, desired: &Desired, options: &ApplyOpt
         None => store.create(&new_aws_auth(new_value)).await,
     };
     match written {
-        Ok(()) => {
-            report.settle(Outcome::Updated);
-            Attempt::Done(report)
-        }
+        Ok(()) => Attempt::Done(finish(report, Outcome::Updated)),
         Err(e) => after_error(report, "writing", e),
     }
 }
