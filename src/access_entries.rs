@@ -11,6 +11,13 @@
 //!   are never read beyond ListAccessEntries, let alone changed.
 //! - Only entries in the run's [`Scope`](crate::desired::Scope) are decided about, so a user event
 //!   cannot remove anyone else's entry.
+//! - An entry works only for the principal it was made for: EKS stores the IAM user's unique
+//!   id with the entry, and a user deleted and recreated under the same name (same ARN) has a
+//!   new one, so the old entry silently stops working for them. The tool records the id it
+//!   created each entry for in the tag [`PRINCIPAL_ID_TAG_KEY`] and *replaces* (deletes, then
+//!   creates) an owned entry whose recorded id is not the one IAM reports now, or which
+//!   records none (made by a version before the tag), since only a new entry is sure to be
+//!   bound to the current principal.
 //! - Deterministic and idempotent: the plan of a cluster the plan was applied to is empty.
 //!
 //! ```
@@ -42,6 +49,10 @@ use crate::desired::{Desired, Mapping, UserArn};
 pub const MANAGED_TAG_KEY: &str = "eks-iam-sync/managed";
 /// The tag value that marks ownership; any other value means someone else's entry.
 pub const MANAGED_TAG_VALUE: &str = "true";
+/// The tag key holding the IAM user id (`AIDA...`) an owned entry was created for, set in the
+/// same CreateAccessEntry call as [`MANAGED_TAG_KEY`]. EKS binds the entry to that id and never
+/// shows it, so this tag is the only way to tell later whether the entry still works.
+pub const PRINCIPAL_ID_TAG_KEY: &str = "eks-iam-sync/principal-id";
 /// The entry type of a user mapped to Kubernetes groups.
 pub const STANDARD: &str = "STANDARD";
 /// Prefixes EKS refuses in an access entry's user name and Kubernetes groups.
@@ -90,12 +101,28 @@ impl ExistingEntry {
         self.tags.get(MANAGED_TAG_KEY).map(String::as_str) == Some(MANAGED_TAG_VALUE)
     }
 
-    /// What the entry grants, normalised so it compares equal to an equal [`Mapping`].
+    /// The same entry, recording that it was made for the IAM principal with unique id `id`.
+    pub fn for_principal(mut self, id: &str) -> Self {
+        self.tags
+            .insert(PRINCIPAL_ID_TAG_KEY.to_owned(), id.to_owned());
+        self
+    }
+
+    /// The IAM user id the entry records it was made for ([`PRINCIPAL_ID_TAG_KEY`]).
+    pub fn principal_id(&self) -> Option<&str> {
+        self.tags.get(PRINCIPAL_ID_TAG_KEY).map(String::as_str)
+    }
+
+    /// What the entry grants, normalised so it compares equal to an equal [`Mapping`], with
+    /// the principal id it records.
     pub fn mapping(&self) -> Mapping {
-        Mapping::new(
-            self.username.clone().unwrap_or_default(),
-            self.kubernetes_groups.iter().cloned(),
-        )
+        Mapping {
+            principal_id: self.principal_id().map(str::to_owned),
+            ..Mapping::new(
+                self.username.clone().unwrap_or_default(),
+                self.kubernetes_groups.iter().cloned(),
+            )
+        }
     }
 }
 
@@ -106,6 +133,43 @@ pub struct Update {
     pub principal: String,
     pub before: Mapping,
     pub after: Mapping,
+}
+
+/// Why an owned entry of a desired user is deleted and created again rather than updated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplaceReason {
+    /// The entry records another IAM user id: the user was deleted and recreated with the same
+    /// name, and EKS no longer lets the entry authenticate them.
+    Recreated { before: String, after: String },
+    /// The entry records no id (made before the tool recorded it), so nothing says it is bound
+    /// to the current principal; a new entry is.
+    Unrecorded { after: String },
+}
+
+impl fmt::Display for ReplaceReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Recreated { before, after } => {
+                write!(f, "recreated IAM user: principal id {before} -> {after}")
+            }
+            Self::Unrecorded { after } => {
+                write!(f, "no principal id recorded: made again for {after}")
+            }
+        }
+    }
+}
+
+/// An owned entry deleted and created again for the same ARN, so that EKS binds it to the
+/// principal IAM reports now. The delete comes first: EKS holds one entry per principal ARN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replacement {
+    /// The principal ARN as EKS holds it (the key for DeleteAccessEntry).
+    pub principal: String,
+    pub before: Mapping,
+    /// The ARN the new entry is created with, and its mapping (with the new principal id).
+    pub arn: UserArn,
+    pub after: Mapping,
+    pub reason: ReplaceReason,
 }
 
 /// An owned entry that goes: its user left every mapped group, was deleted, or moved to another
@@ -125,6 +189,8 @@ pub struct Plan {
     pub update: Vec<Update>,
     /// Sorted by principal.
     pub delete: Vec<Removal>,
+    /// Sorted by desired ARN: entries bound to a principal IAM no longer has under that ARN.
+    pub replace: Vec<Replacement>,
     /// Desired users who already have an entry without the ownership tag; left as they are.
     pub conflicts: Vec<UserArn>,
 }
@@ -132,7 +198,10 @@ pub struct Plan {
 impl Plan {
     /// Whether the plan makes no call: nothing to create, update or delete.
     pub fn is_empty(&self) -> bool {
-        self.create.is_empty() && self.update.is_empty() && self.delete.is_empty()
+        self.create.is_empty()
+            && self.update.is_empty()
+            && self.delete.is_empty()
+            && self.replace.is_empty()
     }
 
     /// The plan as a readable diff, for a dry run.
@@ -154,6 +223,15 @@ impl Plan {
                 "- {} {}\n",
                 removal.principal,
                 show(&removal.before)
+            ));
+        }
+        for replacement in &self.replace {
+            text.push_str(&format!(
+                "! {} {} -> {} ({})\n",
+                replacement.principal,
+                show(&replacement.before),
+                show(&replacement.after),
+                replacement.reason
             ));
         }
         text
@@ -250,11 +328,20 @@ pub fn plan(current: &[ExistingEntry], desired: &Desired) -> Result<Plan, PlanEr
             Some(entry) => {
                 kept.insert(&entry.principal_arn);
                 let before = entry.mapping();
-                if before != mapping.normalized() {
+                let after = mapping.normalized();
+                if let Some(reason) = replace_reason(entry, mapping) {
+                    plan.replace.push(Replacement {
+                        principal: entry.principal_arn.clone(),
+                        before,
+                        arn: arn.clone(),
+                        after,
+                        reason,
+                    });
+                } else if !before.grants_same(&after) {
                     plan.update.push(Update {
                         principal: entry.principal_arn.clone(),
                         before,
-                        after: mapping.normalized(),
+                        after,
                     });
                 }
             }
@@ -281,6 +368,22 @@ pub fn plan(current: &[ExistingEntry], desired: &Desired) -> Result<Plan, PlanEr
     plan.delete.sort_by(|a, b| a.principal.cmp(&b.principal));
     plan.delete.dedup_by(|a, b| a.principal == b.principal);
     Ok(plan)
+}
+
+/// Why the owned `entry` cannot serve `wanted` as it is, if it cannot. Without a desired id
+/// (a caller that does not know it) nothing is decided by id.
+fn replace_reason(entry: &ExistingEntry, wanted: &Mapping) -> Option<ReplaceReason> {
+    let after = wanted.principal_id.as_deref()?;
+    match entry.principal_id() {
+        Some(before) if before == after => None,
+        Some(before) => Some(ReplaceReason::Recreated {
+            before: before.to_owned(),
+            after: after.to_owned(),
+        }),
+        None => Some(ReplaceReason::Unrecorded {
+            after: after.to_owned(),
+        }),
+    }
 }
 
 /// Every desired user name and group EKS would refuse.
@@ -443,6 +546,102 @@ mod tests {
         assert_eq!(plan.delete[0].principal, old);
     }
 
+    fn for_alice(id: &str) -> Desired {
+        Desired {
+            scope: users(&["alice"]),
+            entries: BTreeMap::from([(
+                arn("alice"),
+                Mapping::new("alice", ["devs"]).for_principal(id),
+            )]),
+        }
+    }
+
+    #[test]
+    fn an_entry_made_for_a_recreated_user_is_replaced() {
+        let old =
+            ExistingEntry::owned(arn("alice").as_str(), "alice", ["devs"]).for_principal("AIDAOLD");
+        let plan = plan(&[old], &for_alice("AIDANEW")).unwrap();
+        assert_eq!(
+            plan.replace,
+            [Replacement {
+                principal: arn("alice").to_string(),
+                before: Mapping::new("alice", ["devs"]).for_principal("AIDAOLD"),
+                arn: arn("alice"),
+                after: Mapping::new("alice", ["devs"]).for_principal("AIDANEW"),
+                reason: ReplaceReason::Recreated {
+                    before: "AIDAOLD".into(),
+                    after: "AIDANEW".into()
+                },
+            }]
+        );
+        assert!(plan.create.is_empty() && plan.update.is_empty() && plan.delete.is_empty());
+    }
+
+    #[test]
+    fn an_entry_made_for_the_current_principal_is_kept_or_updated_in_place() {
+        let same =
+            ExistingEntry::owned(arn("alice").as_str(), "alice", ["devs"]).for_principal("AIDA1");
+        assert!(plan(&[same], &for_alice("AIDA1")).unwrap().is_empty());
+        let narrower =
+            ExistingEntry::owned(arn("alice").as_str(), "alice", ["ops"]).for_principal("AIDA1");
+        let plan = plan(&[narrower], &for_alice("AIDA1")).unwrap();
+        assert_eq!(plan.update.len(), 1);
+        assert!(plan.replace.is_empty());
+    }
+
+    #[test]
+    fn an_owned_entry_recording_no_id_is_replaced_once() {
+        let legacy = ExistingEntry::owned(arn("alice").as_str(), "alice", ["devs"]);
+        let first = plan(&[legacy], &for_alice("AIDA1")).unwrap();
+        assert_eq!(
+            first.replace[0].reason,
+            ReplaceReason::Unrecorded {
+                after: "AIDA1".into()
+            }
+        );
+        let recreated =
+            ExistingEntry::owned(arn("alice").as_str(), "alice", ["devs"]).for_principal("AIDA1");
+        assert!(plan(&[recreated], &for_alice("AIDA1")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn without_a_desired_id_nothing_is_decided_by_id() {
+        let tagged =
+            ExistingEntry::owned(arn("alice").as_str(), "alice", ["devs"]).for_principal("AIDAOLD");
+        let plan = plan(
+            &[tagged],
+            &desired(users(&["alice"]), &[("alice", &["devs"])]),
+        )
+        .unwrap();
+        assert!(plan.is_empty(), "{plan:?}");
+    }
+
+    #[test]
+    fn a_hand_made_entry_of_a_recreated_user_stays_a_conflict() {
+        let hand = ExistingEntry::unowned(arn("alice").as_str(), "alice", ["devs"])
+            .for_principal("AIDAOLD");
+        let plan = plan(&[hand], &for_alice("AIDANEW")).unwrap();
+        assert!(plan.is_empty());
+        assert_eq!(plan.conflicts, [arn("alice")]);
+    }
+
+    #[test]
+    fn a_rename_deletes_the_old_name_and_creates_the_new_one() {
+        let old =
+            ExistingEntry::owned(arn("alice").as_str(), "alice", ["devs"]).for_principal("AIDA1");
+        let want = Desired {
+            scope: users(&["alice", "alice.smith"]),
+            entries: BTreeMap::from([(
+                arn("alice.smith"),
+                Mapping::new("alice.smith", ["devs"]).for_principal("AIDA1"),
+            )]),
+        };
+        let plan = plan(&[old], &want).unwrap();
+        assert_eq!(plan.delete[0].principal, arn("alice").as_str());
+        assert_eq!(plan.create[0].0, arn("alice.smith"));
+        assert_eq!(plan.create[0].1.principal_id.as_deref(), Some("AIDA1"));
+    }
+
     #[test]
     fn role_entries_are_never_touched_even_if_tagged() {
         let role = ExistingEntry::owned(
@@ -504,6 +703,15 @@ mod tests {
              ~ arn:aws:iam::123456789012:user/carol username=carol groups=[ops] -> username=carol groups=[devs]\n\
              - arn:aws:iam::123456789012:user/bob username=bob groups=[devs]\n"
         );
+        let old =
+            ExistingEntry::owned(arn("alice").as_str(), "alice", ["devs"]).for_principal("AIDAOLD");
+        let text = plan(&[old], &for_alice("AIDANEW")).unwrap().render("c1");
+        assert_eq!(
+            text,
+            "c1: access entries\n\
+             ! arn:aws:iam::123456789012:user/alice username=alice groups=[devs] -> username=alice groups=[devs] \
+             (recreated IAM user: principal id AIDAOLD -> AIDANEW)\n"
+        );
     }
 
     mod properties {
@@ -512,6 +720,12 @@ mod tests {
 
         const NAMES: [&str; 5] = ["alice", "bob", "carol", "dave", "erin"];
         const GROUPS: [&str; 3] = ["devs", "ops", "viewers"];
+        /// Unique ids IAM may report: a user may have been recreated (another id) any time.
+        const IDS: [&str; 2] = ["AIDA1", "AIDA2"];
+
+        fn id() -> impl Strategy<Value = Option<&'static str>> {
+            prop::option::of(prop::sample::select(&IDS[..]))
+        }
 
         fn groups() -> impl Strategy<Value = Vec<String>> {
             prop::collection::vec(prop::sample::select(&GROUPS[..]), 0..3)
@@ -538,12 +752,17 @@ mod tests {
                 prop::sample::select(&NAMES[..]),
                 groups(),
                 any::<bool>(),
+                id(),
             )
-                .prop_map(|(principal, username, groups, owned)| {
-                    if owned {
+                .prop_map(|(principal, username, groups, owned, id)| {
+                    let entry = if owned {
                         ExistingEntry::owned(&principal, username, groups)
                     } else {
                         ExistingEntry::unowned(&principal, username, groups)
+                    };
+                    match id {
+                        Some(id) => entry.for_principal(id),
+                        None => entry,
                     }
                 })
         }
@@ -567,7 +786,7 @@ mod tests {
             ];
             let entries = prop::collection::btree_map(
                 (prop::sample::select(&NAMES[..]), any::<bool>()),
-                groups(),
+                (groups(), id()),
                 0..4,
             );
             (scope, entries).prop_map(|(scope, entries)| {
@@ -580,17 +799,35 @@ mod tests {
                 }
                 let entries = by_name
                     .into_iter()
-                    .map(|(name, (path, groups))| {
+                    .map(|(name, (path, (groups, id)))| {
                         let arn = if path {
                             format!("arn:aws:iam::{ACCOUNT}:user/team/{name}")
                         } else {
                             format!("arn:aws:iam::{ACCOUNT}:user/{name}")
                         };
-                        (UserArn::parse(&arn).unwrap(), Mapping::new(name, groups))
+                        let mapping = Mapping::new(name, groups);
+                        let mapping = match id {
+                            Some(id) => mapping.for_principal(id),
+                            None => mapping,
+                        };
+                        (UserArn::parse(&arn).unwrap(), mapping)
                     })
                     .collect();
                 Desired { scope, entries }
             })
+        }
+
+        /// The entry the writer creates for `arn`: owned, and recording the principal id.
+        fn created(arn: &UserArn, mapping: &Mapping) -> ExistingEntry {
+            let entry = ExistingEntry::owned(
+                arn.as_str(),
+                &mapping.username,
+                mapping.groups.iter().cloned(),
+            );
+            match &mapping.principal_id {
+                Some(id) => entry.for_principal(id),
+                None => entry,
+            }
         }
 
         /// What EKS holds after the plan's calls.
@@ -598,8 +835,12 @@ mod tests {
             let mut after: Vec<ExistingEntry> = current
                 .iter()
                 .filter(|e| !plan.delete.iter().any(|d| d.principal == e.principal_arn))
+                .filter(|e| !plan.replace.iter().any(|r| r.principal == e.principal_arn))
                 .cloned()
                 .collect();
+            for replacement in &plan.replace {
+                after.push(created(&replacement.arn, &replacement.after));
+            }
             for update in &plan.update {
                 let entry = after
                     .iter_mut()
@@ -609,11 +850,7 @@ mod tests {
                 entry.kubernetes_groups = update.after.groups.clone();
             }
             for (arn, mapping) in &plan.create {
-                after.push(ExistingEntry::owned(
-                    arn.as_str(),
-                    &mapping.username,
-                    mapping.groups.iter().cloned(),
-                ));
+                after.push(created(arn, mapping));
             }
             after
         }
@@ -637,6 +874,7 @@ mod tests {
                     let p = entry.principal_arn.as_str();
                     prop_assert!(!plan.update.iter().any(|u| u.principal == p));
                     prop_assert!(!plan.delete.iter().any(|d| d.principal == p));
+                    prop_assert!(!plan.replace.iter().any(|r| r.principal == p));
                     prop_assert!(!plan.create.iter().any(|(a, _)| a.matches(p)));
                 }
             }
@@ -649,6 +887,7 @@ mod tests {
                     if !want.in_scope(&arn) {
                         prop_assert!(!plan.update.iter().any(|u| u.principal == entry.principal_arn));
                         prop_assert!(!plan.delete.iter().any(|d| d.principal == entry.principal_arn));
+                        prop_assert!(!plan.replace.iter().any(|r| r.principal == entry.principal_arn));
                     }
                 }
             }
@@ -664,8 +903,26 @@ mod tests {
                     } else {
                         prop_assert_eq!(held.len(), 1);
                         prop_assert!(held[0].is_owned());
-                        prop_assert_eq!(&held[0].mapping(), mapping);
+                        prop_assert!(held[0].mapping().grants_same(mapping));
+                        // Bound to the principal IAM reports now, never to a former one.
+                        if let Some(id) = &mapping.principal_id {
+                            prop_assert_eq!(held[0].principal_id(), Some(id.as_str()));
+                        }
                     }
+                }
+            }
+
+            #[test]
+            fn only_entries_of_desired_users_bound_elsewhere_are_replaced(current in cluster(), want in wanted()) {
+                let plan = plan(&current, &want).unwrap();
+                for replacement in &plan.replace {
+                    let entry = current.iter().find(|e| e.principal_arn == replacement.principal).unwrap();
+                    let wanted = &want.entries[&replacement.arn];
+                    prop_assert!(entry.is_owned());
+                    prop_assert!(replacement.arn.matches(&entry.principal_arn));
+                    prop_assert!(wanted.principal_id.is_some());
+                    prop_assert_ne!(entry.principal_id(), wanted.principal_id.as_deref());
+                    prop_assert_eq!(&replacement.after, &wanted.normalized());
                 }
             }
 

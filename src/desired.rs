@@ -157,6 +157,14 @@ pub struct Mapping {
     pub username: String,
     /// Sorted and deduplicated, so equal access always compares (and renders) equal.
     pub groups: Vec<String>,
+    /// The IAM user's unique id (`AIDA...`, IAM's `UserId`) the mapping is for, when known.
+    ///
+    /// EKS binds an access entry to this id, not to the ARN: an entry made for a user who was
+    /// then deleted and recreated under the same name no longer works. The access-entry planner
+    /// compares it with the id recorded on the entry to tell a live entry from a dead one.
+    /// aws-auth matches by ARN only, so its merge ignores it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal_id: Option<String>,
 }
 
 impl Mapping {
@@ -169,12 +177,30 @@ impl Mapping {
         Self {
             username: username.into(),
             groups: groups.into_iter().collect(),
+            principal_id: None,
+        }
+    }
+
+    /// The same mapping, for the IAM principal with unique id `id`.
+    pub fn for_principal(self, id: impl Into<String>) -> Self {
+        Self {
+            principal_id: Some(id.into()),
+            ..self
         }
     }
 
     /// The same mapping with the group invariant restored, for values built field by field.
     pub fn normalized(&self) -> Self {
-        Self::new(self.username.clone(), self.groups.iter().cloned())
+        Self {
+            principal_id: self.principal_id.clone(),
+            ..Self::new(self.username.clone(), self.groups.iter().cloned())
+        }
+    }
+
+    /// Whether both grant the same Kubernetes identity (user name and groups), whoever they
+    /// are for.
+    pub fn grants_same(&self, other: &Mapping) -> bool {
+        self.username == other.username && self.groups == other.groups
     }
 }
 
@@ -349,8 +375,30 @@ mod tests {
         let raw = Mapping {
             username: "alice".into(),
             groups: vec!["z".into(), "a".into(), "z".into()],
+            principal_id: Some("AIDAALICE".into()),
         };
         assert_eq!(raw.normalized().groups, ["a", "z"]);
+        assert_eq!(raw.normalized().principal_id.as_deref(), Some("AIDAALICE"));
+    }
+
+    #[test]
+    fn the_principal_id_does_not_change_the_grant() {
+        let plain = Mapping::new("alice", ["devs"]);
+        let for_alice = plain.clone().for_principal("AIDAALICE");
+        assert_ne!(plain, for_alice);
+        assert!(plain.grants_same(&for_alice));
+        assert!(!plain.grants_same(&Mapping::new("alice", ["ops"])));
+    }
+
+    #[test]
+    fn a_mapping_without_id_serializes_as_before() {
+        let json = serde_json::to_value(Mapping::new("alice", ["devs"])).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"username": "alice", "groups": ["devs"]})
+        );
+        let back: Mapping = serde_json::from_value(json).unwrap();
+        assert_eq!(back.principal_id, None);
     }
 
     #[test]

@@ -18,6 +18,9 @@ use crate::event::Trigger;
 pub struct IamUser {
     pub name: String,
     pub arn: String,
+    /// IAM's `UserId` (`AIDA...`): unique to this user, and new when a user of the same name is
+    /// created again. GetUser and GetGroup both return it, so knowing it costs no call.
+    pub id: String,
 }
 
 /// A failed IAM read; the run stops before touching any cluster.
@@ -98,7 +101,7 @@ pub async fn desired(
             (key, (g.iam_group.as_str(), g.kubernetes_groups.as_slice()))
         })
         .collect();
-    let mut members: BTreeMap<String, (String, BTreeSet<String>)> = BTreeMap::new();
+    let mut members: BTreeMap<String, (IamUser, BTreeSet<String>)> = BTreeMap::new();
     let scope = match trigger {
         Trigger::Users(names) => {
             for name in names {
@@ -130,10 +133,10 @@ pub async fn desired(
         }
     };
     let mut entries = BTreeMap::new();
-    for (name, (arn, groups)) in members {
-        let arn = UserArn::parse(&arn).map_err(|_| IamError::BadArn {
+    for (name, (user, groups)) in members {
+        let arn = UserArn::parse(&user.arn).map_err(|_| IamError::BadArn {
             principal: name.clone(),
-            arn: arn.clone(),
+            arn: user.arn.clone(),
         })?;
         let account = arn
             .as_str()
@@ -142,19 +145,19 @@ pub async fn desired(
             .unwrap_or_default()
             .to_string();
         let username = config.render_username(&name, &account);
-        entries.insert(arn, Mapping::new(username, groups));
+        entries.insert(arn, Mapping::new(username, groups).for_principal(user.id));
     }
     Ok(Desired { scope, entries })
 }
 
 fn grant(
-    members: &mut BTreeMap<String, (String, BTreeSet<String>)>,
+    members: &mut BTreeMap<String, (IamUser, BTreeSet<String>)>,
     user: &IamUser,
     kubernetes_groups: &[String],
 ) {
     members
         .entry(user.name.clone())
-        .or_insert_with(|| (user.arn.clone(), BTreeSet::new()))
+        .or_insert_with(|| (user.clone(), BTreeSet::new()))
         .1
         .extend(kubernetes_groups.iter().cloned());
 }
@@ -182,14 +185,19 @@ where
     }
 }
 
+fn iam_user(user: &aws_sdk_iam::types::User) -> IamUser {
+    IamUser {
+        name: user.user_name().to_string(),
+        arn: user.arn().to_string(),
+        id: user.user_id().to_string(),
+    }
+}
+
 impl IamDirectory for SdkIam {
     fn user<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<IamUser>, IamError>> {
         Box::pin(async move {
             match self.client.get_user().user_name(name).send().await {
-                Ok(out) => Ok(out.user().map(|u| IamUser {
-                    name: u.user_name().to_string(),
-                    arn: u.arn().to_string(),
-                })),
+                Ok(out) => Ok(out.user().map(iam_user)),
                 Err(e)
                     if e.as_service_error()
                         .is_some_and(|s| s.is_no_such_entity_exception()) =>
@@ -245,10 +253,7 @@ impl IamDirectory for SdkIam {
             let mut users = Vec::new();
             while let Some(page) = pages.next().await {
                 match page {
-                    Ok(page) => users.extend(page.users().iter().map(|u| IamUser {
-                        name: u.user_name().to_string(),
-                        arn: u.arn().to_string(),
-                    })),
+                    Ok(page) => users.extend(page.users().iter().map(iam_user)),
                     Err(e)
                         if e.as_service_error()
                             .is_some_and(|s| s.is_no_such_entity_exception()) =>
@@ -304,11 +309,17 @@ mod tests {
         }
     }
 
+    /// A stable stand-in for IAM's `UserId`.
+    fn id_of(name: &str) -> String {
+        format!("AIDA{}", name.to_ascii_uppercase())
+    }
+
     impl IamDirectory for Directory {
         fn user<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<IamUser>, IamError>> {
             let user = self.users.get(name).map(|arn| IamUser {
                 name: name.into(),
                 arn: arn.clone(),
+                id: id_of(name),
             });
             Box::pin(async move { Ok(user) })
         }
@@ -337,6 +348,7 @@ mod tests {
                     .map(|name| IamUser {
                         name: name.clone(),
                         arn: self.users[name].clone(),
+                        id: id_of(name),
                     })
                     .collect()
             });
@@ -405,6 +417,20 @@ mod tests {
         assert_eq!(d.scope, Scope::All);
         let names: Vec<&str> = d.entries.values().map(|m| m.username.as_str()).collect();
         assert_eq!(names, vec!["alice", "carol"]);
+    }
+
+    #[tokio::test]
+    async fn every_desired_entry_carries_the_iam_user_id_on_both_paths() {
+        let iam = Directory::default().with("alice", &["eks-developers"]);
+        for trigger in [users(&["alice"]), Trigger::All] {
+            let d = desired(&iam, &config(), &trigger).await.unwrap();
+            let mapping = d.entries.values().next().unwrap();
+            assert_eq!(
+                mapping.principal_id.as_deref(),
+                Some("AIDAALICE"),
+                "{trigger:?}"
+            );
+        }
     }
 
     #[tokio::test]

@@ -5,6 +5,12 @@
 //! Creating an entry someone else just created (ResourceInUse), or updating or deleting one
 //! someone just deleted (ResourceNotFound), is a race like aws-auth's 409: the writer re-lists
 //! and plans again instead of failing or overwriting.
+//!
+//! Deletes go first, then replacements (each a delete, then a create of the same principal),
+//! then creates and updates: a revocation is never held up by a create that fails (the entry
+//! quota, a name EKS refuses), the quota has room before anything is added, and an entry under
+//! a user's old IAM path is gone before the one under the new path is created, whether EKS
+//! counts both as one principal or not.
 
 use futures::future::BoxFuture;
 use futures::StreamExt;
@@ -12,7 +18,8 @@ use futures::StreamExt;
 use super::retry::{until_settled, Attempt};
 use super::ApplyOptions;
 use crate::access_entries::{
-    self, needs_describe, ExistingEntry, MANAGED_TAG_KEY, MANAGED_TAG_VALUE, STANDARD,
+    self, needs_describe, ExistingEntry, MANAGED_TAG_KEY, MANAGED_TAG_VALUE, PRINCIPAL_ID_TAG_KEY,
+    STANDARD,
 };
 use crate::desired::{Desired, Mapping, UserArn};
 use crate::report::{ClusterReport, Outcome};
@@ -79,7 +86,8 @@ pub trait AccessEntryStore: Send + Sync {
         &'a self,
         principal: &'a str,
     ) -> BoxFuture<'a, Result<Option<ExistingEntry>, EntryError>>;
-    /// CreateAccessEntry, type STANDARD, tagged as owned in the same call.
+    /// CreateAccessEntry, type STANDARD, tagged as owned in the same call, and with the
+    /// principal id (`mapping.principal_id`) it is made for, when known.
     fn create<'a>(
         &'a self,
         principal: &'a UserArn,
@@ -187,22 +195,23 @@ impl AccessEntryStore for EksAccessEntries {
         mapping: &'a Mapping,
     ) -> BoxFuture<'a, Result<(), EntryError>> {
         Box::pin(async move {
-            self.client
+            let mut request = self
+                .client
                 .create_access_entry()
                 .cluster_name(&self.cluster)
                 .principal_arn(principal.as_str())
                 .username(&mapping.username)
                 .set_kubernetes_groups(Some(mapping.groups.clone()))
                 .r#type(STANDARD)
-                .tags(MANAGED_TAG_KEY, MANAGED_TAG_VALUE)
-                .send()
-                .await
-                .map(drop)
-                .map_err(|e| {
-                    self.error("CreateAccessEntry", principal.as_str(), e, |s| {
-                        s.is_resource_in_use_exception()
-                    })
+                .tags(MANAGED_TAG_KEY, MANAGED_TAG_VALUE);
+            if let Some(id) = &mapping.principal_id {
+                request = request.tags(PRINCIPAL_ID_TAG_KEY, id);
+            }
+            request.send().await.map(drop).map_err(|e| {
+                self.error("CreateAccessEntry", principal.as_str(), e, |s| {
+                    s.is_resource_in_use_exception()
                 })
+            })
         })
     }
 
@@ -292,7 +301,8 @@ async fn attempt(
         Err(e) => return Attempt::Done(report.failed(format!("cluster {}: {e}", options.cluster))),
     };
     report.added = plan.create.len();
-    report.changed = plan.update.len();
+    // A replaced entry is the same user's access, made again: a change, not a removal.
+    report.changed = plan.update.len() + plan.replace.len();
     report.removed = plan.delete.len();
     report.conflicts = plan.conflicts.iter().map(ToString::to_string).collect();
     if plan.is_empty() {
@@ -304,16 +314,20 @@ async fn attempt(
         report.settle(Outcome::Updated);
         return Attempt::Done(report);
     }
-    // Sequential, in the plan's order: a failure leaves a known prefix applied.
+    // Sequential, in the order the module doc gives: a failure leaves a known prefix applied.
     let mut calls = Vec::new();
+    for removal in &plan.delete {
+        calls.push(store.delete(&removal.principal));
+    }
+    for replacement in &plan.replace {
+        calls.push(store.delete(&replacement.principal));
+        calls.push(store.create(&replacement.arn, &replacement.after));
+    }
     for (principal, mapping) in &plan.create {
         calls.push(store.create(principal, mapping));
     }
     for update in &plan.update {
         calls.push(store.update(&update.principal, &update.after));
-    }
-    for removal in &plan.delete {
-        calls.push(store.delete(&removal.principal));
     }
     let total = calls.len();
     for (applied, call) in calls.into_iter().enumerate() {
@@ -426,14 +440,16 @@ mod tests {
                         detail: "ResourceInUseException".into(),
                     });
                 }
-                entries.insert(
-                    principal.to_string(),
-                    ExistingEntry::owned(
-                        principal.as_str(),
-                        &mapping.username,
-                        mapping.groups.iter().cloned(),
-                    ),
+                let entry = ExistingEntry::owned(
+                    principal.as_str(),
+                    &mapping.username,
+                    mapping.groups.iter().cloned(),
                 );
+                let entry = match &mapping.principal_id {
+                    Some(id) => entry.for_principal(id),
+                    None => entry,
+                };
+                entries.insert(principal.to_string(), entry);
                 Ok(())
             })
         }
@@ -579,14 +595,106 @@ mod tests {
             "bob",
             ["developers"],
         )]);
-        store.fail.lock().unwrap().push(("Delete", false));
+        store.fail.lock().unwrap().push(("Create", false));
         let report =
             apply_access_entries(&store, &wanted(Scope::All, &["alice"]), &options()).await;
         assert_eq!(report.outcome, Outcome::Failed);
         let reason = report.reason.unwrap();
         assert!(reason.contains("cluster c"), "{reason}");
-        assert!(reason.contains(arn("bob").as_str()), "{reason}");
+        assert!(reason.contains(arn("alice").as_str()), "{reason}");
         assert!(reason.contains("after 1 of 2 changes"), "{reason}");
+        assert!(
+            !store
+                .entries
+                .lock()
+                .unwrap()
+                .contains_key(arn("bob").as_str()),
+            "the revocation went first and is not held up by the failed create"
+        );
+    }
+
+    fn alice_as(id: &str) -> Desired {
+        Desired {
+            scope: Scope::Users(["alice".to_string()].into()),
+            entries: BTreeMap::from([(
+                arn("alice"),
+                Mapping::new("alice", ["developers"]).for_principal(id),
+            )]),
+        }
+    }
+
+    fn write_calls(store: &FakeEntries) -> Vec<String> {
+        let calls = store.calls.lock().unwrap();
+        calls
+            .iter()
+            .filter(|c| !matches!(c.as_str(), "List" | "Describe"))
+            .cloned()
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn an_entry_of_a_recreated_user_is_deleted_then_created_for_the_new_id() {
+        let old = ExistingEntry::owned(arn("alice").as_str(), "alice", ["developers"])
+            .for_principal("AIDAOLD");
+        let store = FakeEntries::with(&[old]);
+        let report = apply_access_entries(&store, &alice_as("AIDANEW"), &options()).await;
+        assert_eq!(report.outcome, Outcome::Updated, "{report:?}");
+        assert_eq!((report.added, report.changed, report.removed), (0, 1, 0));
+        assert_eq!(write_calls(&store), ["Delete", "Create"]);
+        let entries = store.entries.lock().unwrap();
+        let entry = &entries[arn("alice").as_str()];
+        assert_eq!(entry.principal_id(), Some("AIDANEW"));
+        assert!(entry.is_owned());
+    }
+
+    #[tokio::test]
+    async fn an_entry_made_before_ids_were_recorded_is_replaced_once() {
+        let legacy = ExistingEntry::owned(arn("alice").as_str(), "alice", ["developers"]);
+        let store = FakeEntries::with(&[legacy]);
+        let report = apply_access_entries(&store, &alice_as("AIDA1"), &options()).await;
+        assert_eq!(report.changed, 1, "{report:?}");
+        let again = apply_access_entries(&store, &alice_as("AIDA1"), &options()).await;
+        assert_eq!(again.outcome, Outcome::Unchanged, "{again:?}");
+        assert_eq!(write_calls(&store), ["Delete", "Create"]);
+    }
+
+    #[tokio::test]
+    async fn a_hand_made_entry_slipping_into_a_replacement_is_re_read_as_a_conflict() {
+        let old = ExistingEntry::owned(arn("alice").as_str(), "alice", ["developers"])
+            .for_principal("AIDAOLD");
+        let store = FakeEntries::with(&[old]);
+        *store.sneak_in.lock().unwrap() = Some(ExistingEntry::unowned(
+            arn("alice").as_str(),
+            "theirs",
+            ["ops"],
+        ));
+        let report = apply_access_entries(&store, &alice_as("AIDANEW"), &options()).await;
+        assert_eq!(report.outcome, Outcome::Conflict, "{report:?}");
+        assert_eq!(report.retries, 1);
+        let entries = store.entries.lock().unwrap();
+        assert_eq!(
+            entries[arn("alice").as_str()].username.as_deref(),
+            Some("theirs")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_dry_run_shows_the_replacement_and_writes_nothing() {
+        let old = ExistingEntry::owned(arn("alice").as_str(), "alice", ["developers"])
+            .for_principal("AIDAOLD");
+        let store = FakeEntries::with(&[old]);
+        let options = ApplyOptions {
+            dry_run: true,
+            ..options()
+        };
+        let report = apply_access_entries(&store, &alice_as("AIDANEW"), &options).await;
+        let diff = report.diff.unwrap();
+        assert!(
+            diff.contains("! arn:aws:iam::123456789012:user/alice"),
+            "{diff}"
+        );
+        assert!(diff.contains("AIDAOLD -> AIDANEW"), "{diff}");
+        assert!(write_calls(&store).is_empty());
     }
 
     #[tokio::test]

@@ -26,7 +26,7 @@ use crate::eks::{AuthenticationMode, EksClusterSpec, EksEmulator};
 use crate::moto::{IssuedKeys, Moto, Seeder, ACCOUNT_ID, REGION};
 pub use crate::options::{ClusterOptions, FleetOptions, TestBedOptions};
 use crate::process::{free_port, wait_for, Supervised};
-use crate::wiring::{EmulatorAccessEntries, KeyDirectory};
+use crate::wiring::{EmulatorAccessEntries, KeyDirectory, MotoPrincipals};
 use crate::{paths, pki};
 
 /// The IAM group the seeded config maps to the Kubernetes group `developers`.
@@ -175,6 +175,14 @@ impl TestBed {
         let eks = EksEmulator::new(ACCOUNT_ID);
         let keys = Arc::new(KeyDirectory::new(creds.clone(), moto.sessions()));
         eks.set_account_resolver(keys.clone());
+        let iam_by_account = std::iter::once(ACCOUNT_ID.to_owned())
+            .chain(fleet.other_accounts())
+            .map(|account| {
+                let iam = moto.iam_in(&account);
+                (account, iam)
+            })
+            .collect();
+        eks.set_principal_directory(Arc::new(MotoPrincipals::new(iam_by_account)));
         let authn = AuthnState::new(
             creds.clone(),
             Arc::new(KubeAwsAuthSource::new(admin_clients)),

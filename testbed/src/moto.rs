@@ -251,6 +251,64 @@ impl Seeder<'_> {
         Ok(issued)
     }
 
+    /// Deletes an IAM user as IAM requires it: its access keys and group memberships first.
+    /// Its keys are forgotten too, as STS stops accepting deleted keys.
+    pub async fn delete_user(&self, name: &str) -> anyhow::Result<()> {
+        let keys = self.iam.list_access_keys().user_name(name).send().await?;
+        for key in keys.access_key_metadata() {
+            let Some(key_id) = key.access_key_id() else {
+                continue;
+            };
+            self.iam
+                .delete_access_key()
+                .user_name(name)
+                .access_key_id(key_id)
+                .send()
+                .await?;
+            self.creds.remove(key_id);
+        }
+        let groups = self
+            .iam
+            .list_groups_for_user()
+            .user_name(name)
+            .send()
+            .await?;
+        for group in groups.groups() {
+            self.remove_user_from_group(name, group.group_name())
+                .await?;
+        }
+        self.iam.delete_user().user_name(name).send().await?;
+        Ok(())
+    }
+
+    /// UpdateUser: a new name and/or a new path (`/engineering/`). The user keeps its id, keys
+    /// and groups; STS reports the new ARN for its keys from now on. Returns the new ARN.
+    pub async fn update_user(
+        &self,
+        name: &str,
+        new_name: Option<&str>,
+        new_path: Option<&str>,
+    ) -> anyhow::Result<String> {
+        self.iam
+            .update_user()
+            .user_name(name)
+            .set_new_user_name(new_name.map(str::to_owned))
+            .set_new_path(new_path.map(str::to_owned))
+            .send()
+            .await?;
+        let user = self
+            .iam
+            .get_user()
+            .user_name(new_name.unwrap_or(name))
+            .send()
+            .await?;
+        let user = user
+            .user()
+            .ok_or_else(|| anyhow::anyhow!("GetUser returned no user"))?;
+        self.creds.set_arn_of(user.user_id(), user.arn());
+        Ok(user.arn().to_owned())
+    }
+
     pub async fn add_user_to_group(&self, user: &str, group: &str) -> anyhow::Result<()> {
         self.iam
             .add_user_to_group()

@@ -18,7 +18,7 @@ use crate::authn::{
     AccessEntryGrant, AccessEntrySource, AuthenticationMode, CredentialIssuer, CredentialStore,
     IssuedCredential,
 };
-use crate::eks::{AccountResolver, EksEmulator};
+use crate::eks::{AccountResolver, EksEmulator, PrincipalDirectory};
 use crate::moto::MotoSessions;
 use crate::options::FleetOptions;
 
@@ -57,9 +57,91 @@ impl AccessEntrySource for EmulatorAccessEntries {
             .eks
             .access_entry_for(account, region, cluster, principal_arn)?;
         Some(AccessEntryGrant {
+            principal_arn: entry.principal_arn,
+            principal_id: entry.principal_id,
             username: entry.username,
             groups: entry.kubernetes_groups,
         })
+    }
+}
+
+/// IAM's unique id of the principal an access entry names, read from moto in the principal's
+/// own account (GetUser or GetRole), as EKS resolves it when the entry is created.
+pub struct MotoPrincipals {
+    /// An IAM client acting in each account of the bed.
+    iam: HashMap<String, aws_sdk_iam::Client>,
+}
+
+impl MotoPrincipals {
+    pub fn new(iam: HashMap<String, aws_sdk_iam::Client>) -> Self {
+        Self { iam }
+    }
+
+    async fn lookup(&self, principal_arn: &str) -> anyhow::Result<Option<String>> {
+        let Some(account) = account_of_arn(principal_arn) else {
+            return Ok(None);
+        };
+        let Some(iam) = self.iam.get(&account) else {
+            return Ok(None);
+        };
+        let Some((kind, path_and_name)) = principal_arn
+            .split_once(":user/")
+            .map(|(_, rest)| ("user", rest))
+            .or_else(|| {
+                principal_arn
+                    .split_once(":role/")
+                    .map(|(_, rest)| ("role", rest))
+            })
+        else {
+            return Ok(None);
+        };
+        let name = path_and_name.rsplit('/').next().unwrap_or(path_and_name);
+        let found = if kind == "user" {
+            match iam.get_user().user_name(name).send().await {
+                Ok(out) => out
+                    .user()
+                    .map(|u| (u.arn().to_owned(), u.user_id().to_owned())),
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_no_such_entity_exception()) =>
+                {
+                    None
+                }
+                Err(e) => anyhow::bail!("{}", aws_sdk_iam::error::DisplayErrorContext(e)),
+            }
+        } else {
+            match iam.get_role().role_name(name).send().await {
+                Ok(out) => out
+                    .role()
+                    .map(|r| (r.arn().to_owned(), r.role_id().to_owned())),
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_no_such_entity_exception()) =>
+                {
+                    None
+                }
+                Err(e) => anyhow::bail!("{}", aws_sdk_iam::error::DisplayErrorContext(e)),
+            }
+        };
+        // Another path is another ARN: not the principal the entry names.
+        Ok(found
+            .filter(|(arn, _)| arn.eq_ignore_ascii_case(principal_arn))
+            .map(|(_, id)| id))
+    }
+}
+
+impl PrincipalDirectory for MotoPrincipals {
+    fn principal_id<'a>(&'a self, principal_arn: &'a str) -> BoxFuture<'a, Option<String>> {
+        async move {
+            match self.lookup(principal_arn).await {
+                Ok(id) => id,
+                Err(error) => {
+                    tracing::warn!(principal_arn, error = %format!("{error:#}"), "could not ask IAM for a principal id");
+                    None
+                }
+            }
+        }
+        .boxed()
     }
 }
 

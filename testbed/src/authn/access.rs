@@ -12,9 +12,15 @@ pub use crate::eks::AuthenticationMode;
 
 use super::IssuedCredential;
 
-/// The part of an access entry that decides who a caller becomes in Kubernetes.
+/// The part of an access entry that decides whom it authenticates and as whom.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessEntryGrant {
+    /// The IAM principal ARN the entry was created with.
+    pub principal_arn: String,
+    /// The unique id (`AIDA...`, `AROA...`) IAM gave that principal when the entry was created,
+    /// which EKS stores with the entry and never shows; `None` when it is not known (an entry
+    /// seeded without asking IAM), and then only the ARN decides.
+    pub principal_id: Option<String>,
     /// May hold `{{SessionName}}`, `{{SessionNameRaw}}`, `{{AccountID}}`, `{{AccessKeyID}}`.
     pub username: String,
     pub groups: Vec<String>,

@@ -68,6 +68,53 @@ pub fn map_access_entry(
     })
 }
 
+/// Whether `entry`, found for the caller's canonical ARN `canonical`, authenticates `id`.
+///
+/// EKS stores the principal's unique id with each access entry (EKS API Reference,
+/// `AccessEntry.principalArn`: "If you don't delete the access entry and ever recreate the IAM
+/// principal, even if it has the same ARN, the access entry won't work ... Amazon EKS stores
+/// [the roleID or userID] with the access entry"), so an entry made for a principal since
+/// deleted does not work for a new one of the same name. aws-iam-authenticator's
+/// user-id-strict mapper (pkg/mapper/dynamicfile/mapper.go, `Map` and `match`) looks entries
+/// up by the caller's id and then requires the entry's ARN, a role's path stripped
+/// (`arn.StripPath`), to equal the caller's canonical ARN, case-insensitively: a renamed or
+/// moved user keeps the id but no longer matches the entry made under the old ARN.
+pub fn entry_binds(
+    id: &CallerIdentity,
+    canonical: &str,
+    entry: &AccessEntryGrant,
+) -> Result<(), Rejection> {
+    if let Some(entry_id) = &entry.principal_id {
+        if *entry_id != id.user_id {
+            return Err(Rejection::EntryForAnotherPrincipal {
+                arn: canonical.to_owned(),
+                entry_id: entry_id.clone(),
+                caller_id: id.user_id.clone(),
+            });
+        }
+    }
+    if !strip_role_path(&entry.principal_arn).eq_ignore_ascii_case(canonical) {
+        return Err(Rejection::EntryArnChanged {
+            arn: canonical.to_owned(),
+            entry_arn: entry.principal_arn.clone(),
+            caller_id: id.user_id.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// `arn:P:iam::ACCT:role/<path...>/ROLE` without its path, as the authenticator's
+/// `arn.StripPath` does; every other ARN as it is.
+fn strip_role_path(arn: &str) -> String {
+    match arn.split_once(":role/") {
+        Some((head, path_and_name)) => {
+            let name = path_and_name.rsplit('/').next().unwrap_or(path_and_name);
+            format!("{head}:role/{name}")
+        }
+        None => arn.to_owned(),
+    }
+}
+
 /// `arn:P:sts::ACCT:assumed-role/<path...>/ROLE/SESSION` becomes `arn:P:iam::ACCT:role/<path...>/ROLE`;
 /// other identity ARNs (IAM users, roles, the root, federated users) stay as they are.
 pub fn canonicalize_arn(arn: &str) -> Result<String, Rejection> {
@@ -423,6 +470,8 @@ mod tests {
     #[test]
     fn access_entry_renders_the_username_and_keeps_groups_literal() {
         let entry = AccessEntryGrant {
+            principal_arn: "arn:aws:iam::111122223333:role/Admin".into(),
+            principal_id: None,
             username: "arn:aws:sts::{{AccountID}}:assumed-role/Admin/{{SessionName}}".into(),
             groups: vec!["developers".into(), "raw:{{SessionName}}".into()],
         };
@@ -437,6 +486,74 @@ mod tests {
             user.extra["canonicalArn"],
             ["arn:aws:iam::111122223333:role/Admin"]
         );
+    }
+
+    fn iam_user(arn: &str, user_id: &str) -> CallerIdentity {
+        CallerIdentity {
+            arn: arn.into(),
+            user_id: user_id.into(),
+            session_name: None,
+            ..role_session()
+        }
+    }
+
+    fn entry(principal_arn: &str, principal_id: Option<&str>) -> AccessEntryGrant {
+        AccessEntryGrant {
+            principal_arn: principal_arn.into(),
+            principal_id: principal_id.map(str::to_owned),
+            username: "alice".into(),
+            groups: vec!["developers".into()],
+        }
+    }
+
+    const ALICE: &str = "arn:aws:iam::111122223333:user/alice";
+
+    #[test]
+    fn an_entry_binds_the_principal_it_was_made_for() {
+        let alice = iam_user(ALICE, "AIDAALICE");
+        assert_eq!(
+            entry_binds(&alice, ALICE, &entry(ALICE, Some("AIDAALICE"))),
+            Ok(())
+        );
+        assert_eq!(entry_binds(&alice, ALICE, &entry(ALICE, None)), Ok(()));
+    }
+
+    #[test]
+    fn an_entry_made_for_a_deleted_principal_does_not_bind_its_namesake() {
+        let new_alice = iam_user(ALICE, "AIDANEWALICE");
+        let err = entry_binds(&new_alice, ALICE, &entry(ALICE, Some("AIDAOLDALICE"))).unwrap_err();
+        assert!(
+            matches!(err, Rejection::EntryForAnotherPrincipal { .. }),
+            "{err}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("AIDAOLDALICE") && text.contains("AIDANEWALICE"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn an_entry_under_a_user_s_old_arn_does_not_bind_after_a_rename_or_move() {
+        for now in [
+            "arn:aws:iam::111122223333:user/alice.smith",
+            "arn:aws:iam::111122223333:user/engineering/alice",
+        ] {
+            let moved = iam_user(now, "AIDAALICE");
+            let err = entry_binds(&moved, now, &entry(ALICE, Some("AIDAALICE"))).unwrap_err();
+            assert!(matches!(err, Rejection::EntryArnChanged { .. }), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_role_entry_binds_sessions_whatever_its_path_and_case() {
+        let session = role_session();
+        let canonical = canonicalize_arn(&session.arn).unwrap();
+        let with_path = entry(
+            "arn:aws:iam::111122223333:role/team/ADMIN",
+            Some("AROAEXAMPLE"),
+        );
+        assert_eq!(entry_binds(&session, &canonical, &with_path), Ok(()));
     }
 
     #[test]

@@ -26,7 +26,7 @@ mod test_support;
 pub use access::{
     AccessEntryGrant, AccessEntrySource, AuthenticationMode, ConfigMapOnly, CredentialIssuer,
 };
-pub use mapping::{canonicalize_arn, map_access_entry, map_identity, MappedUser};
+pub use mapping::{canonicalize_arn, entry_binds, map_access_entry, map_identity, MappedUser};
 pub use server::{router, webhook_kubeconfig, AuthnState, AwsAuthSource, KubeAwsAuthSource};
 pub use verify::{verify_token, CallerIdentity, CredentialStore, IssuedCredential};
 
@@ -103,4 +103,16 @@ pub enum Rejection {
     NoAwsAuth(String),
     #[error("no access entry for {arn} on cluster {cluster}, whose authentication mode API ignores aws-auth")]
     NoAccessEntry { arn: String, cluster: String },
+    #[error("the access entry for {arn} was made for principal id {entry_id}, but that ARN is now principal {caller_id} (deleted and recreated?): EKS binds an entry to the principal it was created for")]
+    EntryForAnotherPrincipal {
+        arn: String,
+        entry_id: String,
+        caller_id: String,
+    },
+    #[error("the access entry of principal {caller_id} names {entry_arn}, but the caller is now {arn} (renamed or moved?): EKS checks the ARN as well as the id")]
+    EntryArnChanged {
+        arn: String,
+        entry_arn: String,
+        caller_id: String,
+    },
 }

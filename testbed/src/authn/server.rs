@@ -23,7 +23,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{
-    canonicalize_arn, map_access_entry, map_identity, verify_token, AccessEntrySource,
+    canonicalize_arn, entry_binds, map_access_entry, map_identity, verify_token, AccessEntrySource,
     AuthenticationMode, CallerIdentity, ConfigMapOnly, CredentialIssuer, CredentialStore,
     MappedUser, Rejection,
 };
@@ -263,8 +263,8 @@ async fn authenticate(
 }
 
 /// Verifies the token, then maps the caller as the cluster's mode says: `CONFIG_MAP` through
-/// aws-auth only, `API_AND_CONFIG_MAP` through an access entry if there is one and aws-auth
-/// otherwise, `API` through an access entry only.
+/// aws-auth only, `API_AND_CONFIG_MAP` through an access entry if one applies to the caller
+/// and aws-auth otherwise, `API` through an access entry only.
 async fn decide(state: &AuthnState, cluster: &str, token: &str) -> Decision {
     let identity = state
         .verify(cluster, token)
@@ -275,32 +275,34 @@ async fn decide(state: &AuthnState, cluster: &str, token: &str) -> Decision {
         return through_aws_auth(state, cluster, identity).await;
     }
     match through_access_entry(state, cluster, &identity) {
-        Ok(Some(user)) => Ok((identity, user, Via::AccessEntry)),
-        Ok(None) if mode == AuthenticationMode::Api => {
-            let arn = canonicalize_arn(&identity.arn).unwrap_or_else(|_| identity.arn.clone());
-            let cluster = cluster.to_owned();
-            Err(Failure::Rejected(
-                Some(identity),
-                Rejection::NoAccessEntry { arn, cluster },
-            ))
+        Ok(Ok(user)) => Ok((identity, user, Via::AccessEntry)),
+        Ok(Err(none)) if mode == AuthenticationMode::Api => {
+            Err(Failure::Rejected(Some(identity), none))
         }
-        Ok(None) => through_aws_auth(state, cluster, identity).await,
+        // The authenticator tries its next mapper when one does not map the caller.
+        Ok(Err(_)) => through_aws_auth(state, cluster, identity).await,
         Err(rejection) => Err(Failure::Rejected(Some(identity), rejection)),
     }
 }
 
-/// The caller's access entry on `cluster`, mapped; `None` if it has none.
+/// The caller's access entry on `cluster`, mapped; inside, why none applies to the caller (no
+/// entry for its ARN, or one made for another principal: see [`entry_binds`]).
 fn through_access_entry(
     state: &AuthnState,
     cluster: &str,
     identity: &CallerIdentity,
-) -> Result<Option<MappedUser>, Rejection> {
+) -> Result<Result<MappedUser, Rejection>, Rejection> {
     let principal = canonicalize_arn(&identity.arn)?;
-    state
-        .access_entries
-        .access_entry(cluster, &principal)
-        .map(|entry| map_access_entry(identity, &entry))
-        .transpose()
+    let Some(entry) = state.access_entries.access_entry(cluster, &principal) else {
+        return Ok(Err(Rejection::NoAccessEntry {
+            arn: principal,
+            cluster: cluster.to_owned(),
+        }));
+    };
+    if let Err(not_theirs) = entry_binds(identity, &principal, &entry) {
+        return Ok(Err(not_theirs));
+    }
+    map_access_entry(identity, &entry).map(Ok)
 }
 
 async fn through_aws_auth(state: &AuthnState, cluster: &str, identity: CallerIdentity) -> Decision {
@@ -426,6 +428,8 @@ mod tests {
 
     fn entry_for_admin() -> AccessEntryGrant {
         AccessEntryGrant {
+            principal_arn: "arn:aws:iam::111122223333:role/Admin".into(),
+            principal_id: Some("AROAEXAMPLE".into()),
             username: "entry:{{SessionName}}".into(),
             groups: vec!["developers".into()],
         }
@@ -496,6 +500,30 @@ mod tests {
         assert_eq!(status["authenticated"], false);
         let error = status["error"].as_str().unwrap();
         assert!(error.contains("no access entry"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn an_entry_made_for_another_principal_id_is_refused_in_api_mode() {
+        let recreated = AccessEntryGrant {
+            principal_id: Some("AROAFORMERADMIN".into()),
+            ..entry_for_admin()
+        };
+        let status = review_in_mode(AuthenticationMode::Api, None, Some(recreated.clone())).await;
+        assert_eq!(status["authenticated"], false);
+        let error = status["error"].as_str().unwrap();
+        assert!(
+            error.contains("made for principal id AROAFORMERADMIN"),
+            "{error}"
+        );
+
+        // In API_AND_CONFIG_MAP the authenticator moves on to aws-auth, as for no entry.
+        let status = review_in_mode(
+            AuthenticationMode::ApiAndConfigMap,
+            Some(admin_role_aws_auth()),
+            Some(recreated),
+        )
+        .await;
+        assert_eq!(status["user"]["username"], "admin:alice-example.com");
     }
 
     /// An issuer that knows the vector's key, as STS knows keys it issued.

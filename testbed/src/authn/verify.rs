@@ -78,6 +78,16 @@ impl CredentialStore {
         self.write().remove(access_key_id)
     }
 
+    /// Makes every key of the principal with unique id `user_id` report `arn` from now on, as
+    /// STS does once IAM renames or moves the user (its keys and id stay).
+    pub fn set_arn_of(&self, user_id: &str, arn: &str) {
+        for credential in self.write().values_mut() {
+            if credential.user_id == user_id {
+                credential.arn = arn.to_owned();
+            }
+        }
+    }
+
     pub fn get(&self, access_key_id: &str) -> Option<IssuedCredential> {
         self.inner
             .read()

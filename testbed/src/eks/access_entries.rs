@@ -8,8 +8,16 @@
 //! Principals are matched the way EKS matches them, by identity rather than by ARN text: EKS
 //! resolves an entry's ARN to the principal's unique id, so an entry for `role/dev/my-role`
 //! matches sessions of `my-role` (whose STS ARN has no path), and IAM names compare
-//! case-insensitively. The emulator compares (account, user-or-role, name) instead, which is
-//! the same thing as long as principals are not deleted and recreated.
+//! case-insensitively. The API operations compare (account, user-or-role, name).
+//!
+//! The id itself is recorded too: when an entry is created over the API the emulator asks IAM
+//! (the [`PrincipalDirectory`](super::PrincipalDirectory); moto in the test bed) for the
+//! principal's `UserId`/`RoleId` and keeps it with the entry, unseen on the wire as on EKS.
+//! The webhook then refuses a caller whose id is another: "If you don't delete the access
+//! entry and ever recreate the IAM principal, even if it has the same ARN, the access entry
+//! won't work ... Amazon EKS stores [the roleID or userID] with the access entry" (EKS API
+//! Reference, `AccessEntry`, `principalArn`). EKS refuses principals IAM does not have; the
+//! emulator accepts them, without an id, so tests can make entries for made-up principals.
 
 use std::collections::BTreeMap;
 
@@ -98,6 +106,9 @@ pub struct AccessEntry {
     pub username: String,
     pub entry_type: AccessEntryType,
     pub tags: BTreeMap<String, String>,
+    /// The unique id IAM reported for the principal when the entry was created; never on the
+    /// wire. `None` if unknown (no directory, or IAM did not know the principal).
+    pub principal_id: Option<String>,
     pub access_entry_arn: String,
     /// Seconds since the Unix epoch.
     pub created_at: f64,
@@ -444,12 +455,19 @@ fn not_found(cluster: &str) -> ApiError {
     }
 }
 
-/// CreateAccessEntry on the state.
+/// The `principalArn` of a CreateAccessEntry body, if it has one.
+pub(super) fn principal_arn_of(body: &[u8]) -> Option<String> {
+    let body: Value = serde_json::from_slice(body).ok()?;
+    body.get("principalArn")?.as_str().map(str::to_owned)
+}
+
+/// CreateAccessEntry on the state, for the principal IAM knows as `principal_id`.
 pub(super) fn create(
     state: &mut EmulatorState,
     scope: &Scope,
     cluster: &str,
     request: CreateAccessEntryRequest,
+    principal_id: Option<String>,
 ) -> Result<AccessEntry, ApiError> {
     let limit = state.access_entries_limit;
     let seq = state.next_entry_seq();
@@ -484,6 +502,7 @@ pub(super) fn create(
         username,
         entry_type: request.entry_type,
         tags: request.tags,
+        principal_id,
         created_at: now,
         modified_at: now,
     };
@@ -547,9 +566,10 @@ pub(super) fn create_op(
     scope: &Scope,
     cluster: &str,
     body: &[u8],
+    principal_id: Option<String>,
 ) -> Result<Value, ApiError> {
     let request = parse_body::<CreateBody>(body)?.into_request()?;
-    let entry = create(state, scope, cluster, request)?;
+    let entry = create(state, scope, cluster, request, principal_id)?;
     Ok(json!({ "accessEntry": entry.to_json() }))
 }
 

@@ -589,3 +589,62 @@ async fn the_account_resolver_places_unmapped_keys() {
     let listed = eks.list_clusters().send().await.unwrap();
     assert_eq!(listed.clusters(), ["ours"]);
 }
+
+/// IAM as a settable map from principal ARN to unique id.
+#[derive(Default)]
+struct FakeIam(Mutex<HashMap<String, String>>);
+
+impl FakeIam {
+    fn set(&self, arn: &str, id: &str) {
+        lock(&self.0).insert(arn.to_owned(), id.to_owned());
+    }
+}
+
+impl PrincipalDirectory for FakeIam {
+    fn principal_id<'a>(&'a self, principal_arn: &'a str) -> BoxFuture<'a, Option<String>> {
+        let id = lock(&self.0).get(principal_arn).cloned();
+        async move { id }.boxed()
+    }
+}
+
+#[tokio::test]
+async fn an_entry_keeps_the_principal_id_iam_reported_when_it_was_created() {
+    let (emulator, eks) = api_cluster().await;
+    let iam = Arc::new(FakeIam::default());
+    emulator.set_principal_directory(iam.clone());
+    iam.set(ALICE, "AIDAFIRSTALICE");
+    create(&eks, ALICE).await;
+    let id = |emulator: &EksEmulator| {
+        emulator
+            .access_entry_for(ACCOUNT, REGION, "api", ALICE)
+            .and_then(|entry| entry.principal_id)
+    };
+    assert_eq!(id(&emulator).as_deref(), Some("AIDAFIRSTALICE"));
+
+    // alice is deleted and recreated: IAM has a new id, the entry keeps the one it was made for.
+    iam.set(ALICE, "AIDASECONDALICE");
+    assert_eq!(id(&emulator).as_deref(), Some("AIDAFIRSTALICE"));
+    // Only an entry created again is bound to the new alice.
+    eks.delete_access_entry()
+        .cluster_name("api")
+        .principal_arn(ALICE)
+        .send()
+        .await
+        .unwrap();
+    create(&eks, ALICE).await;
+    assert_eq!(id(&emulator).as_deref(), Some("AIDASECONDALICE"));
+}
+
+#[tokio::test]
+async fn entries_of_principals_iam_does_not_know_have_no_id() {
+    let (emulator, eks) = api_cluster().await;
+    create(&eks, ALICE).await;
+    emulator.set_principal_directory(Arc::new(FakeIam::default()));
+    create(&eks, DEPLOY_ROLE).await;
+    for principal in [ALICE, DEPLOY_ROLE] {
+        let entry = emulator
+            .access_entry_for(ACCOUNT, REGION, "api", principal)
+            .unwrap();
+        assert_eq!(entry.principal_id, None, "{principal}");
+    }
+}

@@ -141,6 +141,13 @@ pub trait AccountResolver: Send + Sync + 'static {
     fn account_of<'a>(&'a self, access_key_id: &'a str) -> BoxFuture<'a, Option<String>>;
 }
 
+/// Says which unique id IAM has given the principal an access entry names (`AIDA...` for a
+/// user, `AROA...` for a role), as EKS looks it up when the entry is created and stores it with
+/// the entry. `None`: IAM has no principal of that ARN.
+pub trait PrincipalDirectory: Send + Sync + 'static {
+    fn principal_id<'a>(&'a self, principal_arn: &'a str) -> BoxFuture<'a, Option<String>>;
+}
+
 /// The emulator: a cheap, cloneable handle on shared state.
 #[derive(Clone)]
 pub struct EksEmulator {
@@ -153,6 +160,7 @@ struct Shared {
     /// never contends with the state lock.
     access_keys: Mutex<HashMap<String, String>>,
     resolver: RwLock<Option<Arc<dyn AccountResolver>>>,
+    principals: RwLock<Option<Arc<dyn PrincipalDirectory>>>,
     state: RwLock<EmulatorState>,
     counters: Mutex<Counters>,
     failures: Mutex<HashMap<FailureKey, VecDeque<InjectedError>>>,
@@ -310,6 +318,7 @@ impl EksEmulator {
                 default_account: default_account.to_owned(),
                 access_keys: Mutex::default(),
                 resolver: RwLock::default(),
+                principals: RwLock::default(),
                 state: RwLock::default(),
                 counters: Mutex::default(),
                 failures: Mutex::default(),
@@ -390,7 +399,8 @@ impl EksEmulator {
     }
 
     /// CreateAccessEntry without HTTP, with every check the API makes; not counted, and
-    /// injected failures do not apply. For seeding and for "created by hand" entries.
+    /// injected failures do not apply. For seeding and for "created by hand" entries. IAM is
+    /// not asked for the principal's id, so the entry is bound by its ARN alone.
     pub fn create_access_entry(
         &self,
         account: &str,
@@ -404,6 +414,7 @@ impl EksEmulator {
             &scope,
             cluster,
             request,
+            None,
         )?)
     }
 
@@ -417,6 +428,27 @@ impl EksEmulator {
         self.shared
             .caller_accounts()
             .insert(akid.to_owned(), account.to_owned());
+    }
+
+    /// Asks `principals` for the unique id of each principal an entry is created for over the
+    /// API; without it entries are bound by ARN alone.
+    pub fn set_principal_directory(&self, principals: Arc<dyn PrincipalDirectory>) {
+        *self
+            .shared
+            .principals
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(principals);
+    }
+
+    /// The unique id IAM reports today for `principal_arn`, if a directory is set and knows it.
+    async fn principal_id(&self, principal_arn: &str) -> Option<String> {
+        let principals = self
+            .shared
+            .principals
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()?;
+        principals.principal_id(principal_arn).await
     }
 
     /// Asks `resolver` for the account of access keys nobody mapped.
@@ -690,11 +722,17 @@ async fn create_access_entry(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Response {
+    // EKS resolves the principal to its unique id as it creates the entry; asked before the
+    // state is locked, since the answer comes from IAM.
+    let principal_id = match access_entries::principal_arn_of(&body) {
+        Some(arn) => eks.principal_id(&arn).await,
+        None => None,
+    };
     eks.dispatch(
         Op::CreateAccessEntry,
         &headers,
         Target::Cluster(&name),
-        |scope| access_entries::create_op(&mut eks.write(), scope, &name, &body),
+        |scope| access_entries::create_op(&mut eks.write(), scope, &name, &body, principal_id),
     )
     .await
 }
