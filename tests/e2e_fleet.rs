@@ -15,13 +15,13 @@ mod common;
 use std::sync::Arc;
 
 use aws_credential_types::provider::SharedCredentialsProvider;
-use common::{audited, entry, event, list_pods};
+use common::{audited, entry, event, list_pods, reported};
 use eks_iam_sync::cluster::{EksDirectory, DEFAULT_CACHE_TTL};
 use eks_iam_sync::config::Config;
 use eks_iam_sync::credentials::AssumeRoles;
 use eks_iam_sync::handler::{handle, HandleError};
 use eks_iam_sync::iam::SdkIam;
-use eks_iam_sync::report::{ClusterReport, Outcome, Report};
+use eks_iam_sync::report::{Outcome, Report};
 use eks_iam_sync::sync::{App, TokenConnector};
 use eks_testbed::awscli::get_token;
 use eks_testbed::bed::ClusterInfo;
@@ -124,14 +124,6 @@ fn access_entry(bed: &TestBed, cluster: &str, principal: &str) -> Option<AccessE
     let c = info(bed, cluster);
     bed.eks()
         .access_entry_for(&c.account_id, &c.region, cluster, principal)
-}
-
-fn reported<'a>(report: &'a Report, cluster: &str) -> &'a ClusterReport {
-    report
-        .clusters
-        .iter()
-        .find(|c| c.cluster == cluster)
-        .unwrap_or_else(|| panic!("{cluster} is not in the report: {report:?}"))
 }
 
 fn clusters_of(report: &Report) -> Vec<&str> {

@@ -12,10 +12,10 @@
 
 mod common;
 
-use common::{app, entry, event, list_pods, map_users};
+use common::{app, entry, event, list_pods, map_users, reported};
 use eks_iam_sync::access_entries::{MANAGED_TAG_KEY, PRINCIPAL_ID_TAG_KEY};
 use eks_iam_sync::handler::handle;
-use eks_iam_sync::report::{ClusterReport, Outcome, Report};
+use eks_iam_sync::report::Outcome;
 use eks_testbed::awscli::get_token;
 use eks_testbed::eks::{AccessEntry, AuthenticationMode};
 use eks_testbed::moto::IssuedKeys;
@@ -67,14 +67,6 @@ async fn user_id(bed: &TestBed, name: &str) -> String {
 async fn can_list_pods(bed: &TestBed, cluster: &str, keys: &IssuedKeys) -> Result<(), u16> {
     let token = get_token(keys, cluster, common::REGION, None).unwrap();
     list_pods(bed, cluster, &token).await
-}
-
-fn reported<'a>(report: &'a Report, cluster: &str) -> &'a ClusterReport {
-    report
-        .clusters
-        .iter()
-        .find(|c| c.cluster == cluster)
-        .unwrap_or_else(|| panic!("{cluster} is not in the report: {report:?}"))
 }
 
 /// Creates `name` in the mapped group and syncs her with her AddUserToGroup event.

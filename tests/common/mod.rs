@@ -8,6 +8,7 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 use eks_iam_sync::cluster::{EksDirectory, DEFAULT_CACHE_TTL};
 use eks_iam_sync::config::Config;
 use eks_iam_sync::iam::SdkIam;
+use eks_iam_sync::report::{ClusterReport, Report};
 use eks_iam_sync::sync::{App, TokenConnector};
 use eks_testbed::TestBed;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -33,6 +34,15 @@ pub fn app(bed: &TestBed) -> App {
         )),
         connector: Box::new(TokenConnector::new(credentials.clone())),
     }
+}
+
+/// The report of `cluster` in `report`.
+pub fn reported<'a>(report: &'a Report, cluster: &str) -> &'a ClusterReport {
+    report
+        .clusters
+        .iter()
+        .find(|c| c.cluster == cluster)
+        .unwrap_or_else(|| panic!("{cluster} is not in the report: {report:?}"))
 }
 
 /// A sample event from `events/` with the user name replaced.
