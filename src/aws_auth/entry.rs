@@ -159,10 +159,12 @@ pub(crate) enum Meaning {
 }
 
 impl Meaning {
+    /// What an entry rendered from `mapping` means. aws-auth records no principal id (the
+    /// authenticator matches `mapUsers` by ARN only), so the id takes no part.
     pub(crate) fn of_mapping(arn: &UserArn, mapping: &Mapping) -> Meaning {
         Meaning::Plain {
             arn: arn.to_string(),
-            mapping: mapping.normalized(),
+            mapping: Mapping::new(mapping.username.clone(), mapping.groups.iter().cloned()),
         }
     }
 

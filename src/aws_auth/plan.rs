@@ -295,7 +295,8 @@ fn in_place<'a>(
                     current.groups.iter().filter(|g| mapping.groups.contains(g)),
                 )
             });
-            if narrowed.as_ref() != Some(&mapping.normalized()) || wanted_arn != arn {
+            let grants_all = narrowed.as_ref().is_some_and(|n| n.grants_same(mapping));
+            if !grants_all || wanted_arn != arn {
                 held_back.push(wanted_arn.clone());
             }
             narrowed

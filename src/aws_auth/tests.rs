@@ -186,6 +186,24 @@ fn no_change_yields_none_even_for_hand_formatted_yaml() {
 }
 
 #[test]
+fn a_principal_id_in_the_desired_mapping_changes_nothing_in_aws_auth() {
+    // aws-auth records no id (the authenticator matches by ARN), so an entry written for a
+    // user is unchanged when IAM reports the user's id, and a revocation-only merge still
+    // sees it as fully granted.
+    let mut desired = for_all(&[("alice", &["devs"])]);
+    for mapping in desired.entries.values_mut() {
+        *mapping = mapping.clone().for_principal("AIDAEXAMPLEALICE");
+    }
+    let first = merged(HAND_ENTRY, &desired).map_users.unwrap();
+    let again = merged(&first, &desired);
+    assert_eq!(again.map_users, None);
+    assert!(
+        again.changed.is_empty() && again.blocked.is_none(),
+        "{again:?}"
+    );
+}
+
+#[test]
 fn merging_the_output_again_changes_nothing() {
     let desired = for_all(&[("alice", &["devs"]), ("bob", &[])]);
     let first = merged(HAND_ENTRY, &desired).map_users.unwrap();
