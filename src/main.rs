@@ -10,8 +10,9 @@ use clap::{Parser, Subcommand};
 use eks_iam_sync::cluster::{EksDirectory, DEFAULT_CACHE_TTL};
 use eks_iam_sync::config::Config;
 use eks_iam_sync::credentials::AssumeRoles;
-use eks_iam_sync::handler::{handle, HandleError};
+use eks_iam_sync::handler::{self, handle, HandleError};
 use eks_iam_sync::iam::SdkIam;
+use eks_iam_sync::queue;
 use eks_iam_sync::report::Report;
 use eks_iam_sync::sync::{App, TokenConnector};
 use eks_iam_sync::token;
@@ -103,10 +104,13 @@ async fn main() -> ExitCode {
 async fn lambda(sdk: &aws_config::SdkConfig) -> Result<ExitCode, String> {
     let app = app(sdk).await?;
     let app = &app;
+    // The retry queue the template wires in; without it failed clusters fail the batch.
+    let follow_ups = queue::from_env(sdk)?;
+    let follow_ups = follow_ups.as_ref();
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<serde_json::Value>| async move {
-            match handle(app, &event.payload).await {
-                Ok(report) => Ok(serde_json::to_value(report)?),
+            match handler::lambda(app, follow_ups, &event.payload).await {
+                Ok(result) => Ok(result),
                 Err(HandleError::ClustersFailed(report)) => {
                     tracing::error!(report = %serde_json::to_string(&report)?, "invocation failed");
                     Err(lambda_runtime::Error::from(

@@ -134,6 +134,11 @@ pub struct Report {
     /// Set when the input asked for no run (e.g. a failed IAM call); then `clusters` is empty.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ignored: Option<String>,
+    /// Users a revoking event (`RemoveUserFromGroup`, `DeleteUser`, a rename) named whom IAM
+    /// still grants. IAM is eventually consistent, so the read may predate the change: the
+    /// function reads them again later (a delayed follow-up), and the CLI says so.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub recheck: Vec<String>,
     pub clusters: Vec<ClusterReport>,
 }
 
@@ -175,6 +180,7 @@ mod tests {
             trigger: "alice".into(),
             dry_run: false,
             ignored: None,
+            recheck: Vec::new(),
             clusters: outcomes
                 .iter()
                 .enumerate()

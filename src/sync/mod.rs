@@ -34,6 +34,7 @@ use crate::credentials::CredentialsFor;
 use crate::desired::Desired;
 use crate::event::{Invocation, Trigger};
 use crate::fleet;
+use crate::follow_up;
 use crate::iam::{self, IamDirectory, IamError};
 use crate::report::{ClusterReport, Outcome, Report};
 use crate::token;
@@ -115,6 +116,11 @@ pub async fn run(app: &App, invocation: &Invocation) -> Result<Report, RunError>
         app.clusters.forget_cached();
     }
     let fleet = fleet::resolve(&app.config, app.clusters.as_ref()).await;
+    // A follow-up retries only the clusters that failed (issue 8, part 1: queue serialisation).
+    let fleet = match &invocation.clusters {
+        Some(filter) => filter.apply(fleet),
+        None => fleet,
+    };
     let mut clusters: Vec<ClusterReport> = futures::stream::iter(&fleet.clusters)
         .map(|cluster| sync_cluster(app, cluster, &desired, invocation))
         .buffered(app.config.max_concurrency.max(1))
@@ -130,6 +136,8 @@ pub async fn run(app: &App, invocation: &Invocation) -> Result<Report, RunError>
         trigger: trigger_label(&invocation.trigger),
         dry_run: invocation.dry_run,
         ignored: None,
+        // IAM is eventually consistent: a revoking event that still reads a grant is re-checked.
+        recheck: follow_up::still_granted(&desired, &invocation.revoked),
         clusters,
     })
 }
