@@ -17,21 +17,12 @@ use eks_iam_sync::handler::{self, handle, handle_batch, HandleError};
 use eks_iam_sync::iam::{IamDirectory, IamError, IamUser};
 use eks_iam_sync::queue::{FollowUps, SqsFollowUps};
 use eks_iam_sync::report::Outcome;
-use eks_testbed::{TestBed, TestBedOptions};
+use eks_testbed::TestBed;
 use futures::future::BoxFuture;
 use serde_json::{json, Value};
 
 const GROUP: &str = "eks-developers";
 const MESSAGE_GROUP: &str = "eks-iam-sync";
-
-async fn start(prefix: &str) -> TestBed {
-    TestBed::start(TestBedOptions {
-        clusters: 3,
-        name_prefix: prefix.into(),
-    })
-    .await
-    .expect("test bed starts")
-}
 
 /// The three queues of the template, in moto.
 struct Queues {

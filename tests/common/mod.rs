@@ -9,7 +9,7 @@ use eks_iam_sync::cluster::{EksDirectory, DEFAULT_CACHE_TTL};
 use eks_iam_sync::config::Config;
 use eks_iam_sync::iam::SdkIam;
 use eks_iam_sync::sync::{App, TokenConnector};
-use eks_testbed::TestBed;
+use eks_testbed::{TestBed, TestBedOptions};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams};
 
@@ -40,6 +40,16 @@ pub fn app(bed: &TestBed) -> App {
         )),
         connector: Box::new(TokenConnector::new(credentials.clone())),
     }
+}
+
+/// A bed of 3 clusters of its own, for a test that disturbs it (stops clusters, counts calls).
+pub async fn start(prefix: &str) -> TestBed {
+    TestBed::start(TestBedOptions {
+        clusters: 3,
+        name_prefix: prefix.into(),
+    })
+    .await
+    .expect("test bed starts")
 }
 
 /// A sample event from `events/` with the user name replaced.
