@@ -7,6 +7,7 @@ use std::time::SystemTime;
 
 use aws_credential_types::provider::ProvideCredentials;
 use clap::{Parser, Subcommand};
+use eks_iam_sync::batch;
 use eks_iam_sync::cluster::{EksDirectory, DEFAULT_CACHE_TTL};
 use eks_iam_sync::config::Config;
 use eks_iam_sync::credentials::AssumeRoles;
@@ -32,7 +33,8 @@ struct Cli {
 enum Command {
     /// Run exactly one Lambda invocation on an event file and print the JSON result.
     Handle {
-        /// An EventBridge event, a Scheduled Event, or {"action":"reconcile","dryRun":bool}.
+        /// An EventBridge event, a Scheduled Event, {"action":"reconcile","dryRun":bool}, a
+        /// follow-up, or an SQS batch of those (as Lambda's event source mapping sends it).
         event: std::path::PathBuf,
     },
     /// Full reconcile of every configured cluster.
@@ -134,6 +136,10 @@ async fn cli(cli: Cli, sdk: &aws_config::SdkConfig) -> Result<ExitCode, String> 
             let input: serde_json::Value = serde_json::from_str(&text)
                 .map_err(|e| format!("{} is not JSON: {e}", event.display()))?;
             let app = app(sdk).await?;
+            if batch::is_sqs_batch(&input) {
+                let follow_ups = queue::from_env(sdk)?;
+                return print_batch(handler::handle_batch(&app, follow_ups.as_ref(), &input).await);
+            }
             print_outcome(handle(&app, &input).await, false)
         }
         Command::Reconcile { dry_run } => {
@@ -160,6 +166,25 @@ async fn cli(cli: Cli, sdk: &aws_config::SdkConfig) -> Result<ExitCode, String> 
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Prints an SQS batch's report and its partial batch response; a message to deliver again
+/// makes the exit code 1.
+fn print_batch(outcome: handler::BatchOutcome) -> Result<ExitCode, String> {
+    let json = serde_json::json!({
+        "report": outcome.report,
+        "dropped": outcome.dropped.iter().map(|d| serde_json::json!({"messageId": d.message_id, "error": d.error})).collect::<Vec<_>>(),
+        "response": outcome.response,
+    });
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?
+    );
+    Ok(if outcome.response.batch_item_failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// Prints the report (diffs first in a dry run); a failed cluster makes the exit code 1.
