@@ -1,13 +1,18 @@
 //! Turns the Lambda input into a trigger: which IAM users to recompute, or everything.
 //!
-//! Three inputs reach the function: an EventBridge rule forwarding IAM calls recorded by
-//! CloudTrail (`AddUserToGroup`, `DeleteUser`, ...), a schedule for the periodic full reconcile,
-//! and a direct invoke `{"action": "reconcile", "dryRun": true}` by an operator.
+//! Four inputs reach the function, directly or as the body of an SQS message (see
+//! [`crate::batch`]): an EventBridge rule forwarding IAM calls recorded by CloudTrail
+//! (`AddUserToGroup`, `DeleteUser`, ...), a schedule for the periodic full reconcile, a direct
+//! invoke `{"action": "reconcile", "dryRun": true}` by an operator, and the function's own
+//! follow-ups `{"action": "followUp", ...}` ([`crate::follow_up`]).
 //!
 //! The event is only a hint about *whom* to recompute, never a statement of access: the desired
 //! state is always read back from IAM. So parsing is lenient, reading only the handful of fields
 //! it needs and ignoring the rest (CloudTrail adds fields over time), and it never panics: any
-//! other input is an [`EventError`] that says what was received.
+//! other input is an [`EventError`] that says what was received. Names are the exception: a
+//! `userName`, `newUserName` or `groupName` IAM could never hold is refused here, before any
+//! call ([`crate::names`]). Every [`EventError`] is permanent: the same input fails the same way
+//! on every retry.
 //!
 //! ```
 //! use eks_iam_sync::event::{parse, Parsed, Trigger};
@@ -22,12 +27,17 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
+use crate::follow_up::{ClusterFilter, FollowUp};
+use crate::names::{self, NameKind};
+
 /// EventBridge's detail-type for CloudTrail-recorded API calls.
 const CLOUDTRAIL_DETAIL_TYPE: &str = "AWS API Call via CloudTrail";
 /// EventBridge's detail-type for schedule rules.
 const SCHEDULED_DETAIL_TYPE: &str = "Scheduled Event";
-/// The only direct-invoke action.
+/// The operator's direct-invoke action.
 const RECONCILE_ACTION: &str = "reconcile";
+/// The action of the function's own follow-up messages.
+const FOLLOW_UP_ACTION: &str = "followUp";
 /// How much of an unrecognised input an error quotes: enough to recognise it in a log line.
 const PREVIEW_CHARS: usize = 200;
 
@@ -54,6 +64,30 @@ pub struct Invocation {
     pub event_name: Option<String>,
     /// Who made the IAM call (`detail.userIdentity.arn`), for the audit trail only.
     pub principal: Option<String>,
+    /// Users the event says lost access (`RemoveUserFromGroup`, `DeleteUser`, the old name of a
+    /// rename). IAM is eventually consistent: if it still grants one of them, the read may
+    /// predate the change, and the run reports the user for a re-check.
+    pub revoked: BTreeSet<String>,
+    /// Only these clusters (a follow-up for clusters that failed); `None`: every cluster.
+    pub clusters: Option<ClusterFilter>,
+    /// 0 for an event; `n` for the `n`-th follow-up of one.
+    pub attempt: u32,
+}
+
+impl Invocation {
+    /// A real run for `trigger` on every cluster, with nothing to tie it to a cause.
+    pub fn new(trigger: Trigger) -> Self {
+        Self {
+            trigger,
+            dry_run: false,
+            event_id: None,
+            event_name: None,
+            principal: None,
+            revoked: BTreeSet::new(),
+            clusters: None,
+            attempt: 0,
+        }
+    }
 }
 
 /// The outcome of parsing input that is well-formed.
@@ -99,8 +133,15 @@ pub enum EventError {
         expected: &'static str,
         received: String,
     },
-    #[error("unknown action {action}, the only action is \"reconcile\"")]
+    #[error(
+        "unknown action {action}, expected \"reconcile\" (or \"followUp\", the function's own)"
+    )]
     UnknownAction { action: String },
+    /// A name IAM could never hold; `detail` quotes it (cut, control characters escaped).
+    #[error("{field}: {detail}")]
+    InvalidName { field: String, detail: String },
+    #[error("follow-up message: {detail}; received {received}")]
+    InvalidFollowUp { detail: String, received: String },
 }
 
 /// Reads the Lambda input; see the module documentation for what is accepted.
@@ -111,6 +152,9 @@ pub fn parse(input: &Value) -> Result<Parsed, EventError> {
         });
     };
     if let Some(action) = object.get("action") {
+        if action.as_str() == Some(FOLLOW_UP_ACTION) {
+            return follow_up(input);
+        }
         return direct_invoke(action, object.get("dryRun"));
     }
     let source = input.get("source");
@@ -120,11 +164,9 @@ pub fn parse(input: &Value) -> Result<Parsed, EventError> {
         detail_type.and_then(Value::as_str),
     ) {
         (Some("aws.events"), Some(SCHEDULED_DETAIL_TYPE)) => Ok(Parsed::Run(Invocation {
-            trigger: Trigger::All,
-            dry_run: false,
             event_id: text(input, "/id"),
             event_name: Some(SCHEDULED_DETAIL_TYPE.to_owned()),
-            principal: None,
+            ..Invocation::new(Trigger::All)
         })),
         (Some("aws.iam"), Some(CLOUDTRAIL_DETAIL_TYPE)) => iam_call(input),
         _ => Err(EventError::Unrecognized {
@@ -164,12 +206,47 @@ fn direct_invoke(action: &Value, dry_run: Option<&Value>) -> Result<Parsed, Even
         }
     };
     Ok(Parsed::Run(Invocation {
-        trigger: Trigger::All,
         dry_run,
-        event_id: None,
         event_name: Some(RECONCILE_ACTION.to_owned()),
-        principal: None,
+        ..Invocation::new(Trigger::All)
     }))
+}
+
+/// The function's own follow-up: strict, since only the function writes it, and every user name
+/// checked like an event's (a follow-up is only a hint, IAM is read again).
+fn follow_up(input: &Value) -> Result<Parsed, EventError> {
+    let message: FollowUp =
+        serde_json::from_value(input.clone()).map_err(|e| EventError::InvalidFollowUp {
+            detail: e.to_string(),
+            received: preview(input),
+        })?;
+    let trigger = match message.users {
+        None => Trigger::All,
+        Some(users) if users.is_empty() => {
+            return Err(EventError::InvalidFollowUp {
+                detail: "users is empty (leave it out for every user)".to_owned(),
+                received: preview(input),
+            })
+        }
+        Some(users) => {
+            for name in &users {
+                checked(NameKind::User, "users".to_owned(), name)?;
+            }
+            Trigger::Users(users)
+        }
+    };
+    Ok(Parsed::Run(Invocation {
+        event_id: message.cause,
+        event_name: Some(format!("{FOLLOW_UP_ACTION}:{}", message.reason.as_str())),
+        clusters: message.clusters,
+        attempt: message.attempt,
+        ..Invocation::new(trigger)
+    }))
+}
+
+/// `name` if IAM could hold it as a `kind`, else the error naming `field`.
+fn checked(kind: NameKind, field: String, name: &str) -> Result<(), EventError> {
+    names::check(kind, name).map_err(|detail| EventError::InvalidName { field, detail })
 }
 
 /// An IAM API call recorded by CloudTrail.
@@ -204,16 +281,26 @@ fn iam_call(event: &Value) -> Result<Parsed, EventError> {
         });
     }
     let user = |field| user_name(event, event_name, field);
+    let mut revoked = BTreeSet::new();
     let trigger = match event_name {
         "AddUserToGroup" | "RemoveUserFromGroup" | "DeleteUser" => {
-            Trigger::Users(BTreeSet::from([user(UserField::UserName)?]))
+            let name = user(UserField::UserName)?;
+            if event_name != "AddUserToGroup" {
+                revoked.insert(name.clone());
+            }
+            Trigger::Users(BTreeSet::from([name]))
         }
         "UpdateUser" => {
             // A new path alone keeps the name but changes the user's ARN, so recomputing the
-            // name covers it; a rename needs both names.
-            let mut names = BTreeSet::from([user(UserField::UserName)?]);
+            // name covers it; a rename needs both names, and the old one must be gone.
+            let old = user(UserField::UserName)?;
+            let mut names = BTreeSet::from([old.clone()]);
             if present(event, UserField::NewUserName.pointer()).is_some() {
-                names.insert(user(UserField::NewUserName)?);
+                let new = user(UserField::NewUserName)?;
+                if !new.eq_ignore_ascii_case(&old) {
+                    revoked.insert(old);
+                }
+                names.insert(new);
             }
             Trigger::Users(names)
         }
@@ -224,13 +311,39 @@ fn iam_call(event: &Value) -> Result<Parsed, EventError> {
             })
         }
     };
+    for field in GROUP_FIELDS {
+        group_name(event, field)?;
+    }
     Ok(Parsed::Run(Invocation {
-        trigger,
-        dry_run: false,
         event_id,
         event_name: Some(event_name.to_owned()),
         principal: text(event, "/detail/userIdentity/arn"),
+        revoked,
+        ..Invocation::new(trigger)
     }))
+}
+
+/// The request parameters that name an IAM group: never needed to pick whom to recompute, but
+/// an event carrying a name IAM could not hold is not a real IAM call.
+const GROUP_FIELDS: [&str; 2] = ["groupName", "newGroupName"];
+
+/// Checks a group name of the event's request parameters, when present.
+fn group_name(event: &Value, field: &str) -> Result<(), EventError> {
+    let path = format!("detail.requestParameters.{field}");
+    let Some(value) = present(event, &format!("/detail/requestParameters/{field}")) else {
+        return Ok(());
+    };
+    match value.as_str() {
+        Some(name) => checked(NameKind::Group, path, name),
+        None => Err(EventError::InvalidName {
+            field: path,
+            detail: format!(
+                "expected {}, received {}",
+                NameKind::Group.rule(),
+                preview(value)
+            ),
+        }),
+    }
 }
 
 /// The request parameters that name an IAM user.
@@ -264,8 +377,11 @@ fn user_name(event: &Value, event_name: &str, field: UserField) -> Result<String
         field: field.path(),
     })?;
     match value.as_str() {
-        Some(name) if !name.is_empty() => Ok(name.to_owned()),
-        _ => Err(EventError::InvalidField {
+        Some(name) => {
+            checked(NameKind::User, field.path().to_owned(), name)?;
+            Ok(name.to_owned())
+        }
+        None => Err(EventError::InvalidField {
             field: field.path(),
             expected: "a non-empty IAM user name",
             received: preview(value),
@@ -345,6 +461,9 @@ mod tests {
                 principal: Some(
                     "arn:aws:sts::123456789012:assumed-role/Admin/admin@example.com".to_owned()
                 ),
+                revoked: BTreeSet::new(),
+                clusters: None,
+                attempt: 0,
             }
         );
     }
@@ -360,6 +479,157 @@ mod tests {
             invocation.event_name.as_deref(),
             Some("RemoveUserFromGroup")
         );
+        assert_eq!(invocation.revoked, BTreeSet::from(["alice".to_owned()]));
+    }
+
+    #[test]
+    fn revoking_events_name_whom_they_revoke() {
+        let revoked = |event_name, parameters| run(&iam_event(event_name, parameters)).revoked;
+        let alice = BTreeSet::from(["alice".to_owned()]);
+        assert_eq!(revoked("DeleteUser", json!({"userName": "alice"})), alice);
+        assert!(revoked("AddUserToGroup", json!({"userName": "alice"})).is_empty());
+        assert_eq!(
+            revoked(
+                "UpdateUser",
+                json!({"userName": "alice", "newUserName": "alice.smith"})
+            ),
+            alice
+        );
+        assert!(revoked(
+            "UpdateUser",
+            json!({"userName": "alice", "newUserName": "Alice"})
+        )
+        .is_empty());
+        assert!(revoked("DeleteGroup", json!({"groupName": "g"})).is_empty());
+    }
+
+    #[test]
+    fn a_10000_character_user_name_is_refused_naming_the_field() {
+        let name = "a".repeat(10_000);
+        let error = parse(&iam_event("AddUserToGroup", json!({"userName": name}))).unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.starts_with("detail.requestParameters.userName: "),
+            "{message}"
+        );
+        assert!(message.contains("10000 characters"), "{message}");
+        assert!(message.len() < 400, "{} bytes", message.len());
+    }
+
+    #[test]
+    fn a_user_name_with_newlines_is_refused_escaped() {
+        let error = parse(&iam_event(
+            "RemoveUserFromGroup",
+            json!({"userName": "alice\nadmin\r\n", "groupName": "eks-developers"}),
+        ))
+        .unwrap_err();
+        let message = error.to_string();
+        assert!(
+            !message.contains('\n') && !message.contains('\r'),
+            "{message}"
+        );
+        assert!(message.contains("alice\\nadmin\\r\\n"), "{message}");
+    }
+
+    #[test]
+    fn every_named_field_is_checked() {
+        for (event_name, parameters, field) in [
+            (
+                "UpdateUser",
+                json!({"userName": "alice", "newUserName": "bad name"}),
+                "detail.requestParameters.newUserName",
+            ),
+            (
+                "AddUserToGroup",
+                json!({"userName": "alice", "groupName": "g".repeat(129)}),
+                "detail.requestParameters.groupName",
+            ),
+            (
+                "DeleteGroup",
+                json!({"groupName": "eks\ndevelopers"}),
+                "detail.requestParameters.groupName",
+            ),
+            (
+                "UpdateGroup",
+                json!({"groupName": "g", "newGroupName": ""}),
+                "detail.requestParameters.newGroupName",
+            ),
+            (
+                "DeleteUser",
+                json!({"userName": ""}),
+                "detail.requestParameters.userName",
+            ),
+            (
+                "DeleteGroup",
+                json!({"groupName": 7}),
+                "detail.requestParameters.groupName",
+            ),
+        ] {
+            match parse(&iam_event(event_name, parameters)) {
+                Err(EventError::InvalidName { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("{event_name}: expected InvalidName for {field}, got {other:?}"),
+            }
+        }
+        // The longest names IAM allows pass.
+        let ok = iam_event(
+            "AddUserToGroup",
+            json!({"userName": "u".repeat(64), "groupName": "g".repeat(128)}),
+        );
+        run(&ok);
+    }
+
+    #[test]
+    fn a_follow_up_runs_its_users_on_its_clusters() {
+        let input = json!({
+            "action": "followUp", "reason": "clustersFailed", "attempt": 3,
+            "users": ["alice", "bob"],
+            "clusters": [{"name": "prod", "region": "eu-west-1"}],
+            "cause": "e1,e2",
+        });
+        let invocation = run(&input);
+        assert_eq!(invocation.trigger, users(&["alice", "bob"]));
+        assert_eq!(invocation.attempt, 3);
+        assert_eq!(invocation.event_id.as_deref(), Some("e1,e2"));
+        assert_eq!(
+            invocation.event_name.as_deref(),
+            Some("followUp:clustersFailed")
+        );
+        assert!(invocation.clusters.unwrap().covers("prod", "eu-west-1"));
+        assert!(
+            invocation.revoked.is_empty(),
+            "a re-check schedules no re-check"
+        );
+    }
+
+    #[test]
+    fn a_follow_up_without_users_is_a_full_reconcile() {
+        let input = json!({"action": "followUp", "reason": "recheck", "attempt": 1});
+        let invocation = run(&input);
+        assert_eq!(invocation.trigger, Trigger::All);
+        assert_eq!(invocation.clusters, None);
+    }
+
+    #[test]
+    fn a_malformed_follow_up_is_refused() {
+        for input in [
+            json!({"action": "followUp", "reason": "because", "attempt": 1}),
+            json!({"action": "followUp", "reason": "recheck"}),
+            json!({"action": "followUp", "reason": "recheck", "attempt": 1, "users": []}),
+            json!({"action": "followUp", "reason": "recheck", "attempt": 1, "extra": 1}),
+        ] {
+            assert!(
+                matches!(parse(&input), Err(EventError::InvalidFollowUp { .. })),
+                "{input}"
+            );
+        }
+        let bad_user = json!({"action": "followUp", "reason": "recheck", "attempt": 1, "users": ["ok", "not ok"]});
+        match parse(&bad_user) {
+            Err(EventError::InvalidName { field, detail }) => {
+                assert_eq!(field, "users");
+                assert!(detail.contains("\"not ok\""), "{detail}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

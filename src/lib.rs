@@ -8,19 +8,28 @@
 //! [`report::Report`]. Clusters in other accounts are reached through
 //! [`credentials::CredentialsFor`]. `main` only wires clients and config; the same functions run
 //! in the Lambda, the CLI and the tests.
+//!
+//! In AWS the input arrives in SQS batches: [`batch::read`] makes one run of a batch, and what a
+//! run leaves for later (failed clusters, revocations IAM does not show yet) becomes follow-ups
+//! ([`follow_up::plan`]) that [`queue`] sends to the retry queue. Names IAM could never hold are
+//! refused by [`event::parse`] before any call ([`names`]).
 
 pub mod access_entries;
 pub mod aws;
 pub mod aws_auth;
 pub mod backend;
+pub mod batch;
 pub mod cluster;
 pub mod config;
 pub mod credentials;
 pub mod desired;
 pub mod event;
 pub mod fleet;
+pub mod follow_up;
 pub mod handler;
 pub mod iam;
+pub mod names;
+pub mod queue;
 pub mod report;
 pub mod sync;
 pub mod token;

@@ -7,11 +7,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use aws_credential_types::provider::ProvideCredentials;
 use clap::{Parser, Subcommand};
+use eks_iam_sync::batch;
 use eks_iam_sync::cluster::{EksDirectory, DEFAULT_CACHE_TTL};
 use eks_iam_sync::config::Config;
 use eks_iam_sync::credentials::AssumeRoles;
-use eks_iam_sync::handler::{handle_within, HandleError};
+use eks_iam_sync::handler::{self, handle_within, HandleError};
 use eks_iam_sync::iam::SdkIam;
+use eks_iam_sync::queue;
 use eks_iam_sync::report::Report;
 use eks_iam_sync::sync::{App, TokenConnector};
 use eks_iam_sync::token;
@@ -47,7 +49,8 @@ fn lambda_deadline(deadline: SystemTime) -> Instant {
 enum Command {
     /// Run exactly one Lambda invocation on an event file and print the JSON result.
     Handle {
-        /// An EventBridge event, a Scheduled Event, or {"action":"reconcile","dryRun":bool}.
+        /// An EventBridge event, a Scheduled Event, {"action":"reconcile","dryRun":bool}, a
+        /// follow-up, or an SQS batch of those (as Lambda's event source mapping sends it).
         event: std::path::PathBuf,
     },
     /// Full reconcile of every configured cluster.
@@ -123,11 +126,14 @@ async fn main() -> ExitCode {
 async fn lambda(sdk: &aws_config::SdkConfig) -> Result<ExitCode, String> {
     let app = app(sdk).await?;
     let app = &app;
+    // The retry queue the template wires in; without it failed clusters fail the batch.
+    let follow_ups = queue::from_env(sdk)?;
+    let follow_ups = follow_ups.as_ref();
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<serde_json::Value>| async move {
             let deadline = lambda_deadline(event.context.deadline());
-            match handle_within(app, &event.payload, deadline).await {
-                Ok(report) => Ok(serde_json::to_value(report)?),
+            match handler::lambda(app, follow_ups, &event.payload, deadline).await {
+                Ok(result) => Ok(result),
                 Err(HandleError::ClustersFailed(report)) => {
                     tracing::error!(report = %serde_json::to_string(&report)?, "invocation failed");
                     Err(lambda_runtime::Error::from(
@@ -152,6 +158,11 @@ async fn cli(cli: Cli, sdk: &aws_config::SdkConfig) -> Result<ExitCode, String> 
             let input: serde_json::Value = serde_json::from_str(&text)
                 .map_err(|e| format!("{} is not JSON: {e}", event.display()))?;
             let app = app(sdk).await?;
+            if batch::is_sqs_batch(&input) {
+                let follow_ups = queue::from_env(sdk)?;
+                let batch = handler::handle_batch(&app, follow_ups.as_ref(), &input, deadline);
+                return print_batch(batch.await);
+            }
             print_outcome(handle_within(&app, &input, deadline).await, false)
         }
         Command::Reconcile { dry_run } => {
@@ -178,6 +189,25 @@ async fn cli(cli: Cli, sdk: &aws_config::SdkConfig) -> Result<ExitCode, String> 
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Prints an SQS batch's report and its partial batch response; a message to deliver again
+/// makes the exit code 1.
+fn print_batch(outcome: handler::BatchOutcome) -> Result<ExitCode, String> {
+    let json = serde_json::json!({
+        "report": outcome.report,
+        "dropped": outcome.dropped.iter().map(|d| serde_json::json!({"messageId": d.message_id, "error": d.error})).collect::<Vec<_>>(),
+        "response": outcome.response,
+    });
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?
+    );
+    Ok(if outcome.response.batch_item_failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// Prints the report (diffs first in a dry run); a failed cluster makes the exit code 1.

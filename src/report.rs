@@ -158,6 +158,11 @@ pub struct Report {
     /// state (0 when nothing was written).
     #[serde(skip_serializing_if = "is_zero")]
     pub iam_rereads: u32,
+    /// Users a revoking event (`RemoveUserFromGroup`, `DeleteUser`, a rename) named whom IAM
+    /// still grants. IAM is eventually consistent, so the read may predate the change: the
+    /// function reads them again later (a delayed follow-up), and the CLI says so.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub recheck: Vec<String>,
     pub clusters: Vec<ClusterReport>,
 }
 
@@ -200,6 +205,7 @@ mod tests {
             dry_run: false,
             ignored: None,
             iam_rereads: 0,
+            recheck: Vec::new(),
             clusters: outcomes
                 .iter()
                 .enumerate()

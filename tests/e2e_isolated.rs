@@ -17,15 +17,6 @@ use k8s_openapi::api::core::v1::ConfigMap;
 
 const GROUP: &str = "eks-developers";
 
-async fn start(prefix: &str) -> TestBed {
-    TestBed::start(TestBedOptions {
-        clusters: 3,
-        name_prefix: prefix.into(),
-    })
-    .await
-    .expect("test bed starts")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_cluster_fails_alone_and_the_invocation_errors() {
     let bed = start("stop").await;

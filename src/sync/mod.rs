@@ -34,6 +34,7 @@ use crate::credentials::CredentialsFor;
 use crate::desired::Desired;
 use crate::event::{Invocation, Trigger};
 use crate::fleet;
+use crate::follow_up;
 use crate::iam::{self, IamDirectory, IamError};
 use crate::report::{ClusterReport, Outcome, Report};
 use crate::token;
@@ -152,10 +153,15 @@ pub async fn run(
     .map_err(|_| RunError::Deadline {
         during: "finding the clusters, configured and discovered (nothing was written)",
     })?;
+    // A follow-up retries only the clusters that failed (see `follow_up`).
+    let fleet = match &invocation.clusters {
+        Some(filter) => filter.apply(fleet),
+        None => fleet,
+    };
     let targets: Vec<&ClusterRef> = fleet.clusters.iter().collect();
     let mut clusters = fan_out(app, &targets, &desired, invocation, clusters_deadline).await;
     let verified = if invocation.dry_run {
-        Ok(0)
+        Ok((0, desired))
     } else {
         verify(app, invocation, &targets, desired, &mut clusters, deadline).await
     };
@@ -163,7 +169,7 @@ pub async fn run(
     for report in clusters.iter().chain(&fleet.failures) {
         log_cluster(report, invocation);
     }
-    let iam_rereads = verified?;
+    let (iam_rereads, latest) = verified?;
     clusters.extend(fleet.failures);
     Ok(Report {
         event_id: invocation.event_id.clone(),
@@ -172,6 +178,8 @@ pub async fn run(
         dry_run: invocation.dry_run,
         ignored: None,
         iam_rereads,
+        // IAM is eventually consistent: a revoking event that still reads a grant is re-checked.
+        recheck: follow_up::still_granted(&latest, &invocation.revoked),
         clusters,
     })
 }
@@ -190,7 +198,7 @@ async fn read_iam(app: &App, trigger: &Trigger, deadline: Instant) -> Result<Des
 /// After a run wrote, re-reads IAM and re-applies, for the users whose state changed meanwhile,
 /// what IAM says now; repeats while that itself writes, up to [`MAX_REREADS`]. Clusters that
 /// failed or were skipped are left out (a failed cluster fails the invocation, whose retry
-/// re-reads IAM anyway). Returns the number of re-reads.
+/// re-reads IAM anyway). Returns the number of re-reads and IAM's state as last read.
 async fn verify(
     app: &App,
     invocation: &Invocation,
@@ -198,7 +206,7 @@ async fn verify(
     mut written: Desired,
     clusters: &mut [ClusterReport],
     deadline: Instant,
-) -> Result<u32, RunError> {
+) -> Result<(u32, Desired), RunError> {
     let mut wrote = clusters.iter().any(ClusterReport::wrote);
     let mut rereads = 0;
     while wrote && rereads < MAX_REREADS {
@@ -233,7 +241,7 @@ async fn verify(
         }
         written = fresh;
     }
-    Ok(rereads)
+    Ok((rereads, written))
 }
 
 /// Every target at once (at most `maxConcurrency` in flight), unordered, so that one slow

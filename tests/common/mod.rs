@@ -10,7 +10,7 @@ use eks_iam_sync::config::Config;
 use eks_iam_sync::iam::SdkIam;
 use eks_iam_sync::report::{ClusterReport, Report};
 use eks_iam_sync::sync::{App, TokenConnector};
-use eks_testbed::TestBed;
+use eks_testbed::{TestBed, TestBedOptions};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams};
 
@@ -43,6 +43,16 @@ pub fn reported<'a>(report: &'a Report, cluster: &str) -> &'a ClusterReport {
         .iter()
         .find(|c| c.cluster == cluster)
         .unwrap_or_else(|| panic!("{cluster} is not in the report: {report:?}"))
+}
+
+/// A bed of 3 clusters of its own, for a test that disturbs it (stops clusters, counts calls).
+pub async fn start(prefix: &str) -> TestBed {
+    TestBed::start(TestBedOptions {
+        clusters: 3,
+        name_prefix: prefix.into(),
+    })
+    .await
+    .expect("test bed starts")
 }
 
 /// A sample event from `events/` with the user name replaced.
@@ -136,4 +146,9 @@ pub async fn audited(bed: &TestBed, cluster: &str, username: &str) -> bool {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     false
+}
+
+/// A deadline for one run in a test: generous, so only a hung cluster meets it.
+pub fn deadline() -> std::time::Instant {
+    std::time::Instant::now() + std::time::Duration::from_secs(120)
 }
