@@ -158,7 +158,7 @@ pub fn merge(
     let document = document::read(previous.as_deref().unwrap_or_default())?;
     let decision = plan::decide(&document, previous.is_some(), desired);
     let (added, removed, changed) = changes(&decision.owned_before, &decision.owned_after);
-    let blocked = (!decision.reasons.is_empty()).then(|| AwsAuthError::Blocked {
+    let blocked = (!decision.reasons.is_empty()).then_some(AwsAuthError::Blocked {
         reasons: decision.reasons,
         held_back: decision.held_back,
     });

@@ -60,7 +60,7 @@ pub(crate) fn read(text: &str) -> Result<Document<'_>, AwsAuthError> {
         return Ok(empty(""));
     }
     let entries = match Node::parse(text) {
-        Ok(Node::Null) => return Ok(empty(text)),
+        Ok(Node::Null) => return Ok(empty(leading_comments(text))),
         Ok(Node::Seq(entries)) if entries.is_empty() => return Ok(empty(leading_comments(text))),
         Ok(Node::Seq(entries)) => entries,
         Ok(other) => {
@@ -108,7 +108,8 @@ pub(crate) fn read(text: &str) -> Result<Document<'_>, AwsAuthError> {
             ),
         },
         Err(NotBlock::NotBlockStyle) => Layout::Opaque {
-            reason: "it is written in flow style (`[...]`), so its hand-made entries cannot be \
+            reason: "it is not a block list from its first line (it is in flow style `[...]`, \
+                     or starts with a `---` marker or a tag), so its hand-made entries cannot be \
                      kept as written while others change; write it as a block list, one `- ` \
                      item per entry"
                 .into(),
@@ -180,6 +181,7 @@ mod tests {
             ("''", ""),
             ("# none yet\n", "# none yet\n"),
             ("# none\n[]\n", "# none\n"),
+            ("# none\n~\n", "# none\n"),
         ] {
             let doc = read(text).unwrap();
             assert!(

@@ -56,6 +56,7 @@ impl Entry {
     }
 
     /// Whether the authenticator may read `arn` from this foreign entry.
+    #[cfg(test)]
     pub(crate) fn claims(&self, arn: &str) -> bool {
         match self {
             Entry::Foreign { arns, .. } => arns.iter().any(|a| a.eq_ignore_ascii_case(arn)),

@@ -130,13 +130,20 @@ fn items<'a>(document: &'a Document) -> Vec<Item<'a>> {
 /// of the two). ARNs differing only in case are one principal to the authenticator, so only the
 /// first of them is written.
 fn wanted_in_scope(desired: &Desired, items: &[Item]) -> (Vec<(UserArn, Mapping)>, Vec<UserArn>) {
+    let claimed: HashSet<String> = items
+        .iter()
+        .flat_map(|item| match &item.entry {
+            Entry::Foreign { arns, .. } => arns.iter().map(|a| a.to_ascii_lowercase()).collect(),
+            Entry::Owned { .. } => Vec::new(),
+        })
+        .collect();
     let mut wanted = Vec::new();
     let mut conflicts = Vec::new();
     let mut seen = HashSet::new();
     for (arn, mapping) in &desired.entries {
         if !desired.in_scope(arn) {
             tracing::warn!(userarn = %arn, "ignoring desired entry outside the scope of this run");
-        } else if items.iter().any(|item| item.entry.claims(arn.as_str())) {
+        } else if claimed.contains(&arn.as_str().to_ascii_lowercase()) {
             conflicts.push(arn.clone());
         } else if !seen.insert(arn.as_str().to_ascii_lowercase()) {
             tracing::warn!(userarn = %arn, "ignoring desired entry that differs from another only in case");
@@ -233,6 +240,14 @@ fn canonical<'a>(
 /// under its key), without those shadowed by a later foreign entry for the same ARN: moved behind
 /// it they would start to win.
 fn kept_out_of_scope<'i, 'a>(items: &'i [Item<'a>], desired: &Desired) -> Vec<&'i Item<'a>> {
+    let mut last_claim: HashMap<String, usize> = HashMap::new();
+    for (position, item) in items.iter().enumerate() {
+        if let Entry::Foreign { arns, .. } = &item.entry {
+            for arn in arns {
+                last_claim.insert(arn.to_ascii_lowercase(), position);
+            }
+        }
+    }
     let mut kept: BTreeMap<String, &Item> = BTreeMap::new();
     for (position, item) in items.iter().enumerate() {
         let Entry::Owned { arn, .. } = &item.entry else {
@@ -241,14 +256,12 @@ fn kept_out_of_scope<'i, 'a>(items: &'i [Item<'a>], desired: &Desired) -> Vec<&'
         if desired.in_scope(arn) {
             continue;
         }
-        if items[position + 1..]
-            .iter()
-            .any(|later| later.entry.claims(arn.as_str()))
-        {
+        let key = arn.as_str().to_ascii_lowercase();
+        if last_claim.get(&key).is_some_and(|&later| later > position) {
             tracing::warn!(userarn = %arn, "dropping owned aws-auth entry shadowed by a later hand-made entry");
             continue;
         }
-        kept.insert(arn.as_str().to_ascii_lowercase(), item);
+        kept.insert(key, item);
     }
     kept.into_values().collect()
 }

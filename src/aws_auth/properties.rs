@@ -144,7 +144,7 @@ fn owned_fields() -> impl Strategy<Value = Vec<(String, Value)>> {
     (
         pool_arn(),
         prop::collection::vec("[a-c]", 0..3),
-        any::<bool>(),
+        prop::bool::weighted(0.15),
     )
         .prop_flat_map(|(arn, groups, doubtful)| {
             let mut fields = vec![
@@ -568,7 +568,9 @@ fn check(
 }
 
 proptest! {
-    // 10,000 documents; about 15 s in a debug build on 2 cores (see NOTES-awsauth.md).
+    // 10,000 documents: about 30 s in a debug build on the shared 2-core machine under load
+    // (see NOTES-awsauth.md). Of them about 6,000 lead to a write, some 2,000 of which remove an
+    // owned entry, and 150 to 200 are revocations in place in a list that cannot be split.
     #![proptest_config(ProptestConfig::with_cases(10_000))]
 
     #[test]
