@@ -136,3 +136,6 @@ pub async fn audited(bed: &TestBed, cluster: &str, username: &str) -> bool {
     }
     false
 }
+
+pub mod access;
+pub mod within;
