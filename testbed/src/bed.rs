@@ -26,7 +26,6 @@ use crate::eks::{AuthenticationMode, EksClusterSpec, EksEmulator};
 use crate::moto::{IssuedKeys, Moto, Seeder, ACCOUNT_ID, REGION};
 pub use crate::options::{ClusterOptions, FleetOptions, TestBedOptions};
 use crate::process::{free_port, wait_for, Supervised};
-use crate::proxy::{FaultProxy, Protocol};
 use crate::wiring::{EmulatorAccessEntries, KeyDirectory};
 use crate::{paths, pki};
 
@@ -412,18 +411,22 @@ impl TestBed {
         self.wait_ready(handle).await
     }
 
-    /// Puts a [`FaultProxy`] in front of `cluster`'s API server and makes DescribeCluster
+    /// Puts a [`FaultProxy`](crate::proxy::FaultProxy) in front of `cluster`'s API server and makes DescribeCluster
     /// report the proxy's endpoint, so the product (which finds the endpoint through EKS)
     /// reaches the API server only through it. The proxy presents a certificate signed by the
     /// cluster's own CA, so the product's TLS verification is unchanged. Dropping the proxy
     /// puts the real endpoint back. Admin clients ([`admin_client`](Self::admin_client)) and
     /// the webhook keep talking to the API server directly.
-    pub async fn proxy_api_server(&self, cluster: &str) -> anyhow::Result<FaultProxy> {
+    pub async fn proxy_api_server(
+        &self,
+        cluster: &str,
+    ) -> anyhow::Result<crate::proxy::FaultProxy> {
         let handle = self.cluster_handle(cluster)?;
         let info = self.cluster(cluster)?;
         let ca_pem = std::fs::read_to_string(handle.config.ca_file())?;
         let serving = pki::serving_cert(cluster, &handle.ca_key_pem)?;
-        let proxy = FaultProxy::tls(&handle.config.endpoint(), &ca_pem, &serving).await?;
+        let proxy =
+            crate::proxy::FaultProxy::tls(&handle.config.endpoint(), &ca_pem, &serving).await?;
         let (account, region, name) = (
             info.account_id.clone(),
             info.region.clone(),
@@ -439,16 +442,20 @@ impl TestBed {
         }))
     }
 
-    /// A [`FaultProxy`] in front of moto for IAM (AWS query protocol); point the product's
-    /// IAM endpoint at [`FaultProxy::endpoint`].
-    pub async fn proxy_iam(&self) -> anyhow::Result<FaultProxy> {
-        FaultProxy::http(Protocol::AwsQuery, self.moto.endpoint()).await
+    /// A [`FaultProxy`](crate::proxy::FaultProxy) in front of moto for IAM (AWS query protocol); point the product's
+    /// IAM endpoint at [`FaultProxy::endpoint`](crate::proxy::FaultProxy::endpoint).
+    pub async fn proxy_iam(&self) -> anyhow::Result<crate::proxy::FaultProxy> {
+        crate::proxy::FaultProxy::http(crate::proxy::Protocol::AwsQuery, self.moto.endpoint()).await
     }
 
-    /// A [`FaultProxy`] in front of the EKS emulator (REST-JSON); point the product's EKS
-    /// endpoint at [`FaultProxy::endpoint`].
-    pub async fn proxy_eks(&self) -> anyhow::Result<FaultProxy> {
-        FaultProxy::http(Protocol::RestJson, &self.description.endpoints.eks).await
+    /// A [`FaultProxy`](crate::proxy::FaultProxy) in front of the EKS emulator (REST-JSON); point the product's EKS
+    /// endpoint at [`FaultProxy::endpoint`](crate::proxy::FaultProxy::endpoint).
+    pub async fn proxy_eks(&self) -> anyhow::Result<crate::proxy::FaultProxy> {
+        crate::proxy::FaultProxy::http(
+            crate::proxy::Protocol::RestJson,
+            &self.description.endpoints.eks,
+        )
+        .await
     }
 
     /// PIDs of every process the bed started, for leak checks.
