@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::access::deadline;
+
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

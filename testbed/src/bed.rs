@@ -106,6 +106,8 @@ pub struct SeededCredentials {
 
 struct Cluster {
     config: ApiServerConfig,
+    /// The cluster CA's key, to sign a proxy's serving certificate.
+    ca_key_pem: String,
     options: ClusterOptions,
     process: Mutex<Option<Supervised>>,
 }
@@ -167,6 +169,7 @@ impl TestBed {
             );
             clusters.push(Cluster {
                 config,
+                ca_key_pem: pki.ca_key_pem.clone(),
                 options: options.clone(),
                 process: Mutex::new(None),
             });
@@ -416,6 +419,53 @@ impl TestBed {
         self.wait_ready(handle).await
     }
 
+    /// Puts a [`FaultProxy`](crate::proxy::FaultProxy) in front of `cluster`'s API server and makes DescribeCluster
+    /// report the proxy's endpoint, so the product (which finds the endpoint through EKS)
+    /// reaches the API server only through it. The proxy presents a certificate signed by the
+    /// cluster's own CA, so the product's TLS verification is unchanged. Dropping the proxy
+    /// puts the real endpoint back. Admin clients ([`admin_client`](Self::admin_client)) and
+    /// the webhook keep talking to the API server directly.
+    pub async fn proxy_api_server(
+        &self,
+        cluster: &str,
+    ) -> anyhow::Result<crate::proxy::FaultProxy> {
+        let handle = self.cluster_handle(cluster)?;
+        let info = self.cluster(cluster)?;
+        let ca_pem = std::fs::read_to_string(handle.config.ca_file())?;
+        let serving = pki::serving_cert(cluster, &handle.ca_key_pem)?;
+        let proxy =
+            crate::proxy::FaultProxy::tls(&handle.config.endpoint(), &ca_pem, &serving).await?;
+        let (account, region, name) = (
+            info.account_id.clone(),
+            info.region.clone(),
+            info.name.clone(),
+        );
+        let original = self
+            .eks
+            .set_endpoint(&account, &region, &name, proxy.endpoint())
+            .ok_or_else(|| anyhow::anyhow!("the EKS emulator does not know {cluster}"))?;
+        let eks = self.eks.clone();
+        Ok(proxy.on_drop(move || {
+            eks.set_endpoint(&account, &region, &name, &original);
+        }))
+    }
+
+    /// A [`FaultProxy`](crate::proxy::FaultProxy) in front of moto for IAM (AWS query protocol); point the product's
+    /// IAM endpoint at [`FaultProxy::endpoint`](crate::proxy::FaultProxy::endpoint).
+    pub async fn proxy_iam(&self) -> anyhow::Result<crate::proxy::FaultProxy> {
+        crate::proxy::FaultProxy::http(crate::proxy::Protocol::AwsQuery, self.moto.endpoint()).await
+    }
+
+    /// A [`FaultProxy`](crate::proxy::FaultProxy) in front of the EKS emulator (REST-JSON); point the product's EKS
+    /// endpoint at [`FaultProxy::endpoint`](crate::proxy::FaultProxy::endpoint).
+    pub async fn proxy_eks(&self) -> anyhow::Result<crate::proxy::FaultProxy> {
+        crate::proxy::FaultProxy::http(
+            crate::proxy::Protocol::RestJson,
+            &self.description.endpoints.eks,
+        )
+        .await
+    }
+
     /// PIDs of every process the bed started, for leak checks.
     pub fn pids(&self) -> Vec<u32> {
         let mut pids = vec![self.etcd.pid(), self.moto.pid()];
@@ -618,12 +668,20 @@ fn random_token() -> String {
 
 /// A kube client for an endpoint, trusting only `ca_pem`, authenticating with `token`.
 pub fn kube_client(endpoint: &str, ca_pem: &str, token: &str) -> anyhow::Result<kube::Client> {
+    Ok(kube::Client::try_from(kube_config(
+        endpoint, ca_pem, token,
+    )?)?)
+}
+
+/// The config [`kube_client`] uses, to adjust before building a client (kube's own retry of
+/// 429/503/504 is on by default; a test that wants to see those answers turns it off).
+pub fn kube_config(endpoint: &str, ca_pem: &str, token: &str) -> anyhow::Result<kube::Config> {
     let mut config = kube::Config::new(endpoint.parse()?);
     config.root_cert = Some(pem_to_der(ca_pem)?);
     config.auth_info.token = Some(token.to_string().into());
     config.connect_timeout = Some(Duration::from_secs(5));
     config.read_timeout = Some(Duration::from_secs(30));
-    Ok(kube::Client::try_from(config)?)
+    Ok(config)
 }
 
 fn pem_to_der(pem: &str) -> anyhow::Result<Vec<Vec<u8>>> {

@@ -17,7 +17,9 @@ pub mod options;
 pub mod paths;
 pub mod pki;
 pub mod process;
+pub mod proxy;
 pub mod wiring;
 
 pub use bed::{Description, TestBed};
 pub use options::{ClusterOptions, FleetOptions, TestBedOptions};
+pub use proxy::{Fault, FaultProxy, Hold, Matcher, Protocol, Times};

@@ -18,6 +18,13 @@ pub const REGION: &str = "us-east-1";
 
 /// The product as its own IAM role against `bed`, with the bed's config for every cluster.
 pub fn app(bed: &TestBed) -> App {
+    let endpoints = &bed.description().endpoints;
+    app_with(bed, &endpoints.iam, &endpoints.eks)
+}
+
+/// As [`app`], with other IAM and EKS endpoints (a [`eks_testbed::FaultProxy`] in front of moto
+/// or the EKS emulator). STS stays moto itself.
+pub fn app_with(bed: &TestBed, iam_endpoint: &str, eks_endpoint: &str) -> App {
     let description = bed.description();
     let config = Config::parse(&description.sync_config.to_string()).expect("bed config is valid");
     let credentials =
@@ -25,13 +32,8 @@ pub fn app(bed: &TestBed) -> App {
     let sdk = |endpoint: &str| eks_iam_sync::aws::config_for(REGION, endpoint, credentials.clone());
     App {
         config,
-        iam: Box::new(SdkIam::new(aws_sdk_iam::Client::new(&sdk(&description
-            .endpoints
-            .iam)))),
-        clusters: Box::new(EksDirectory::new(
-            sdk(&description.endpoints.eks),
-            DEFAULT_CACHE_TTL,
-        )),
+        iam: Box::new(SdkIam::new(aws_sdk_iam::Client::new(&sdk(iam_endpoint)))),
+        clusters: Box::new(EksDirectory::new(sdk(eks_endpoint), DEFAULT_CACHE_TTL)),
         connector: Box::new(TokenConnector::new(credentials.clone())),
     }
 }
@@ -148,7 +150,6 @@ pub async fn audited(bed: &TestBed, cluster: &str, username: &str) -> bool {
     false
 }
 
-/// A deadline for one run in a test: generous, so only a hung cluster meets it.
-pub fn deadline() -> std::time::Instant {
-    std::time::Instant::now() + std::time::Duration::from_secs(120)
-}
+pub mod access;
+#[allow(unused_imports)]
+pub mod within;

@@ -357,6 +357,24 @@ impl EksEmulator {
         Some(record.spec.clone())
     }
 
+    /// Makes DescribeCluster report `endpoint` as the cluster's API server (a proxy in front of
+    /// the real one, say); returns the endpoint it reported before, `None` if there is no such
+    /// cluster.
+    pub fn set_endpoint(
+        &self,
+        account: &str,
+        region: &str,
+        name: &str,
+        endpoint: &str,
+    ) -> Option<String> {
+        let mut state = self.write();
+        let record = state.cluster_mut(&Scope::new(account, region), name).ok()?;
+        Some(std::mem::replace(
+            &mut record.spec.endpoint,
+            endpoint.to_owned(),
+        ))
+    }
+
     /// Switches a cluster's authentication mode, as UpdateClusterConfig does (EKS only allows
     /// `CONFIG_MAP` -> `API_AND_CONFIG_MAP` -> `API`; the emulator allows any change so tests
     /// can set up any state). Access entries are kept. False if there is no such cluster.
