@@ -372,6 +372,9 @@ pub fn kube_client(target: &ClusterTarget, token: &str) -> Result<kube::Client, 
     config.connect_timeout = Some(Duration::from_secs(5));
     config.read_timeout = Some(Duration::from_secs(20));
     config.write_timeout = Some(Duration::from_secs(20));
+    // kube retries 429/503/504 by itself (up to 15 times, past any deadline and unseen in the
+    // report); the writers' own loop (`sync::retry`) does it within the run's deadline instead.
+    config.default_retry = false;
     kube::Client::try_from(config).map_err(|e| error(e.to_string()))
 }
 
