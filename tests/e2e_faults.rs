@@ -95,6 +95,27 @@ async fn assert_synced_except(bed: &TestBed, report: &Report, user: &IssuedKeys,
     }
 }
 
+/// Runs `handle_within` with `deadline` and checks that it returned before it. A run that
+/// does not return at all (no deadline in the product) fails the test a while after the
+/// deadline instead of hanging it.
+async fn run_within(
+    app: &App,
+    input: &serde_json::Value,
+    deadline: Instant,
+) -> Result<Report, HandleError> {
+    let give_up = deadline + Duration::from_secs(30);
+    let result = tokio::time::timeout_at(give_up.into(), handle_within(app, input, deadline))
+        .await
+        .unwrap_or_else(|_| panic!("the run had not returned 30 s after its deadline"));
+    let returned = Instant::now();
+    assert!(
+        returned < deadline,
+        "the run returned {:?} after its deadline",
+        returned - deadline
+    );
+    result
+}
+
 fn add_event(user: &str) -> serde_json::Value {
     event("add-user-to-group.json", user)
 }
@@ -109,14 +130,8 @@ async fn part5_a_black_holed_api_server_fails_its_cluster_alone_before_the_deadl
     proxy.inject(Matcher::any(), Fault::BlackHole, Times::Always);
 
     let deadline = Instant::now() + Duration::from_secs(10);
-    let result = handle_within(&app(bed), &add_event("flt-hole"), deadline).await;
-    let returned = Instant::now();
+    let result = run_within(&app(bed), &add_event("flt-hole"), deadline).await;
     let (report, ok) = report_of(result);
-    assert!(
-        returned < deadline,
-        "the run returned {:?} after its deadline",
-        returned - deadline
-    );
     assert!(!ok, "a failed cluster fails the invocation");
     let failed = cluster(&report, &hung);
     assert_eq!(failed.outcome, Outcome::Failed, "{failed:?}");
@@ -396,4 +411,56 @@ async fn part5_an_aws_auth_near_1_mib_fails_the_add_with_a_specific_error_and_wr
     );
     assert_eq!(before.data, after.data);
     assert_synced_except(&bed, &report, &user, &full).await;
+}
+
+/// One cluster's DescribeCluster never answers: that cluster fails with its reason, the others
+/// are synced, and the run returns before its deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn part5_a_black_holed_describe_cluster_fails_that_cluster_alone_before_the_deadline() {
+    let _turn = SERIAL.lock().await;
+    let bed = shared_bed();
+    let hung = bed.cluster_names()[0].clone();
+    let user = member(bed, "flt-eks-hole").await;
+    let proxy = bed.proxy_eks().await.unwrap();
+    let describe = Matcher::request("GET", &format!("/clusters/{hung}"));
+    proxy.inject(describe.clone(), Fault::BlackHole, Times::Always);
+    let app = app_with(bed, &bed.description().endpoints.iam, proxy.endpoint());
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let result = run_within(&app, &add_event("flt-eks-hole"), deadline).await;
+    let (report, ok) = report_of(result);
+    assert!(!ok, "a failed cluster fails the invocation");
+    let failed = cluster(&report, &hung);
+    assert_eq!(failed.outcome, Outcome::Failed, "{failed:?}");
+    assert!(
+        failed.reason.as_deref().is_some_and(|r| !r.is_empty()),
+        "{failed:?}"
+    );
+    assert!(proxy.faulted(&describe) >= 1, "the product asked EKS");
+    assert_synced_except(bed, &report, &user, &hung).await;
+}
+
+/// IAM never answers: the run cannot know what to write, writes nothing, and says so before
+/// its deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn part5_a_black_holed_iam_fails_the_run_before_its_deadline_writing_nothing() {
+    let _turn = SERIAL.lock().await;
+    let bed = shared_bed();
+    let user = member(bed, "flt-iam-hole").await;
+    let proxy = bed.proxy_iam().await.unwrap();
+    proxy.inject(Matcher::any(), Fault::BlackHole, Times::Always);
+    let app = app_with(bed, proxy.endpoint(), &bed.description().endpoints.eks);
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let result = run_within(&app, &add_event("flt-iam-hole"), deadline).await;
+    match result {
+        Err(HandleError::Run(e)) => println!("the run failed as it should: {e}"),
+        other => panic!("expected the run to fail on IAM, got {other:?}"),
+    }
+    for name in bed.cluster_names() {
+        assert!(
+            entry(bed, &name, &user.arn).await.is_none(),
+            "{name}: nothing was written"
+        );
+    }
 }

@@ -136,15 +136,19 @@ pub async fn run(
     invocation: &Invocation,
     deadline: Instant,
 ) -> Result<Report, RunError> {
-    let desired = read_iam(app, &invocation.trigger, deadline).await?;
-    if invocation.trigger == Trigger::All {
-        app.clusters.forget_cached();
-    }
+    // The first read, discovery and the clusters get the time left less a reserve; the re-read,
+    // the corrections and the report get the reserve, and everything ends a little before
+    // `deadline` so the result is out in time.
     let reserve = deadline
         .saturating_duration_since(Instant::now())
         .div_f64(5.0)
         .min(MAX_RESERVE);
     let clusters_deadline = deadline - reserve;
+    let final_deadline = deadline - reserve / 10;
+    let desired = read_iam(app, &invocation.trigger, clusters_deadline).await?;
+    if invocation.trigger == Trigger::All {
+        app.clusters.forget_cached();
+    }
     let fleet = tokio::time::timeout_at(
         clusters_deadline.into(),
         fleet::resolve(&app.config, app.clusters.as_ref()),
@@ -163,7 +167,15 @@ pub async fn run(
     let verified = if invocation.dry_run {
         Ok((0, desired))
     } else {
-        verify(app, invocation, &targets, desired, &mut clusters, deadline).await
+        verify(
+            app,
+            invocation,
+            &targets,
+            desired,
+            &mut clusters,
+            final_deadline,
+        )
+        .await
     };
     // What was done is logged even when the re-read failed.
     for report in clusters.iter().chain(&fleet.failures) {
