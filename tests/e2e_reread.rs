@@ -11,8 +11,12 @@ mod common;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use common::*;
+use eks_iam_sync::cluster::{
+    ClusterDirectory, ClusterError, ClusterTarget, EksDirectory, DEFAULT_CACHE_TTL,
+};
 use eks_iam_sync::config::Backend;
-use eks_iam_sync::handler::handle;
+use eks_iam_sync::config::ClusterRef;
+use eks_iam_sync::handler::{handle, HandleError};
 use eks_iam_sync::iam::{IamDirectory, IamError, IamUser, SdkIam};
 use eks_iam_sync::report::Outcome;
 use eks_testbed::awscli::get_token;
@@ -185,4 +189,88 @@ fn iam_client(bed: &TestBed) -> aws_sdk_iam::Client {
         )
         .build();
     aws_sdk_iam::Client::new(&config)
+}
+
+/// The real EKS directory, except that one cluster reports an authentication mode newer than
+/// this version (EKS may add one; the emulator knows only today's three).
+struct FutureMode {
+    inner: Box<dyn ClusterDirectory>,
+    cluster: String,
+}
+
+impl ClusterDirectory for FutureMode {
+    fn describe<'a>(
+        &'a self,
+        cluster: &'a ClusterRef,
+    ) -> BoxFuture<'a, Result<ClusterTarget, ClusterError>> {
+        Box::pin(async move {
+            let mut target = self.inner.describe(cluster).await?;
+            if target.name == self.cluster {
+                target.mode = eks_iam_sync::cluster::AuthenticationMode::Other("API_V2".into());
+            }
+            Ok(target)
+        })
+    }
+
+    fn list<'a>(
+        &'a self,
+        region: &'a str,
+        role_arn: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Vec<String>, ClusterError>> {
+        self.inner.list(region, role_arn)
+    }
+
+    fn access_entries(
+        &self,
+        target: &ClusterTarget,
+    ) -> Result<Box<dyn eks_iam_sync::sync::AccessEntryStore>, ClusterError> {
+        self.inner.access_entries(target)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_authentication_mode_fails_its_cluster_and_the_invocation() {
+    let bed = TestBed::start(TestBedOptions {
+        clusters: 2,
+        name_prefix: "mode".into(),
+    })
+    .await
+    .expect("test bed starts");
+    let names = bed.cluster_names();
+    bed.seeder()
+        .add_user_to_group("alice", GROUP)
+        .await
+        .unwrap();
+    let mut app = app(&bed);
+    let description = bed.description();
+    let credentials = aws_credential_types::provider::SharedCredentialsProvider::new(
+        description.credentials.sync_role.sdk_credentials(),
+    );
+    app.clusters = Box::new(FutureMode {
+        inner: Box::new(EksDirectory::new(
+            eks_iam_sync::aws::config_for(REGION, &description.endpoints.eks, credentials),
+            DEFAULT_CACHE_TTL,
+        )),
+        cluster: names[1].clone(),
+    });
+    let before = aws_auth_data(&bed, &names[1]).await;
+
+    let err = handle(&app, &event("add-user-to-group.json", "alice"))
+        .await
+        .unwrap_err();
+    let HandleError::ClustersFailed(report) = err else {
+        panic!("expected ClustersFailed, got {err}");
+    };
+    assert_eq!(report.clusters[0].outcome, Outcome::Updated);
+    assert_eq!(report.clusters[1].outcome, Outcome::Failed);
+    let reason = report.clusters[1].reason.as_deref().unwrap();
+    assert!(
+        reason.contains("API_V2") && reason.contains(&names[1]),
+        "{reason}"
+    );
+    assert_eq!(
+        aws_auth_data(&bed, &names[1]).await,
+        before,
+        "nothing written"
+    );
 }
