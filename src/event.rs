@@ -306,9 +306,10 @@ fn iam_call(event: &Value) -> Result<Parsed, EventError> {
         }
         "DeleteGroup" | "UpdateGroup" => Trigger::All,
         other => {
+            // Cut like every other quoted input: a huge name must not flood the log.
             return Err(EventError::Unsupported {
-                event_name: other.to_owned(),
-            })
+                event_name: crate::names::quote(other),
+            });
         }
     };
     for field in GROUP_FIELDS {
@@ -759,9 +760,12 @@ mod tests {
         assert_eq!(
             error,
             EventError::Unsupported {
-                event_name: "CreateUser".to_owned()
+                event_name: "\"CreateUser\"".to_owned()
             }
         );
+        let huge = "X".repeat(10_000);
+        let error = parse(&iam_event(&huge, json!({"userName": "bob"}))).unwrap_err();
+        assert!(error.to_string().len() < 300, "the name is cut: {error}");
     }
 
     #[test]
