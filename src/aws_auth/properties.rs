@@ -569,7 +569,7 @@ fn check(
 
 proptest! {
     // 10,000 documents: about 30 s in a debug build on the shared 2-core machine under load
-    // (see NOTES-awsauth.md). Of them about 6,000 lead to a write, some 2,000 of which remove an
+    // (measured when it was written). Of them about 6,000 lead to a write, some 2,000 of which remove an
     // owned entry, and 150 to 200 are revocations in place in a list that cannot be split.
     #![proptest_config(ProptestConfig::with_cases(10_000))]
 
