@@ -36,13 +36,21 @@ struct Cli {
 /// Kept back from the Lambda deadline to serialise and return the result.
 const LAMBDA_RESULT_MARGIN: Duration = Duration::from_millis(1500);
 
-/// The instant `deadline` (Lambda's wall-clock deadline) falls on, less a margin.
+/// The instant `deadline` (Lambda's wall-clock deadline) falls on, less a margin. A deadline
+/// that has passed already, or leaves no time once the margin is off, is not one Lambda sets
+/// (its timeout is at least a second; ours, in the template, a minute): local runtimes such as
+/// `cargo lambda watch` send none, which reads as the epoch. Such a run gets the CLI's default.
 fn lambda_deadline(deadline: SystemTime) -> Instant {
-    let left = deadline
-        .duration_since(SystemTime::now())
-        .unwrap_or_default()
-        .saturating_sub(LAMBDA_RESULT_MARGIN);
-    Instant::now() + left
+    match deadline.duration_since(SystemTime::now()) {
+        Ok(left) if left > LAMBDA_RESULT_MARGIN => Instant::now() + (left - LAMBDA_RESULT_MARGIN),
+        _ => {
+            tracing::warn!(
+                default_s = eks_iam_sync::sync::DEFAULT_TIMEOUT.as_secs(),
+                "the invocation carries no usable deadline; using the default"
+            );
+            Instant::now() + eks_iam_sync::sync::DEFAULT_TIMEOUT
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -132,6 +140,11 @@ async fn lambda(sdk: &aws_config::SdkConfig) -> Result<ExitCode, String> {
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<serde_json::Value>| async move {
             let deadline = lambda_deadline(event.context.deadline());
+            tracing::debug!(
+                request_id = %event.context.request_id,
+                time_left_ms = deadline.saturating_duration_since(Instant::now()).as_millis() as u64,
+                "invocation"
+            );
             match handler::lambda(app, follow_ups, &event.payload, deadline).await {
                 Ok(result) => Ok(result),
                 Err(HandleError::ClustersFailed(report)) => {
