@@ -160,9 +160,17 @@ async fn group_names_in_another_case_give_the_same_access_on_both_paths() {
     let reconcile: serde_json::Value = serde_json::json!({"action": "reconcile"});
     let report = handle(&app, &reconcile).await.unwrap();
     let from_reconcile = entry(bed, &cluster, &user_arn("case-user")).await.unwrap();
+    // The entry itself is the check: the other tests of this file change the shared IAM group
+    // meanwhile, so the full reconcile may add (and, after its re-read, remove again) their users
+    // on this cluster; its counts are not this user's alone.
     assert_eq!(from_reconcile, from_event, "{report:?}");
-    assert_eq!(report.clusters[0].changed, 0, "{report:?}");
-    assert_eq!(report.clusters[0].removed, 0, "{report:?}");
+    assert!(
+        matches!(
+            report.clusters[0].outcome,
+            Outcome::Updated | Outcome::Unchanged
+        ),
+        "{report:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
