@@ -148,60 +148,6 @@ fn get_pods_through_helper(bed: &TestBed, cluster: &ClusterInfo, caller: &Issued
     get_pods(&config);
 }
 
-/// Waits until `cluster`'s RBAC authorizer lets the admin role's groups discover the API and
-/// list pods: right after a bed starts, the bindings it created may not be in the authorizer's
-/// cache yet, and kubectl gives up on its first 403. Asked with SubjectAccessReview, the
-/// authorizer's own answer, not a guess at how long it takes.
-async fn authorizer_ready(bed: &TestBed, cluster: &str) {
-    use k8s_openapi::api::authorization::v1::{
-        NonResourceAttributes, ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
-    };
-    let api: kube::Api<SubjectAccessReview> = kube::Api::all(bed.admin_client(cluster).unwrap());
-    let review = |resource: Option<ResourceAttributes>,
-                  non_resource: Option<NonResourceAttributes>| {
-        SubjectAccessReview {
-            spec: SubjectAccessReviewSpec {
-                user: Some("admin:probe".into()),
-                groups: Some(vec!["developers".into(), "system:authenticated".into()]),
-                resource_attributes: resource,
-                non_resource_attributes: non_resource,
-                ..Default::default()
-            },
-            ..Default::default()
-        }
-    };
-    let reviews = [
-        review(
-            None,
-            Some(NonResourceAttributes {
-                path: Some("/api".into()),
-                verb: Some("get".into()),
-            }),
-        ),
-        review(
-            Some(ResourceAttributes {
-                namespace: Some("default".into()),
-                verb: Some("list".into()),
-                resource: Some("pods".into()),
-                ..Default::default()
-            }),
-            None,
-        ),
-    ];
-    for _ in 0..100 {
-        let mut allowed = true;
-        for review in &reviews {
-            let answer = api.create(&Default::default(), review).await.unwrap();
-            allowed &= answer.status.is_some_and(|s| s.allowed);
-        }
-        if allowed {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!("{cluster}: RBAC never allowed the developers group to list pods");
-}
-
 /// The audit events of `cluster` whose user is `username`, once the (blocking) audit log has
 /// them.
 async fn audited_as(bed: &TestBed, cluster: &str, username: &str) -> Vec<serde_json::Value> {
@@ -239,7 +185,9 @@ async fn kubectl_through_the_helper_names_an_iam_user() {
     let bed = bed();
     let alice = bed.description().credentials.users["alice"].clone();
     for cluster in &bed.description().clusters {
-        authorizer_ready(bed, &cluster.name).await;
+        bed.wait_until_group_can_list_pods(&cluster.name, "developers")
+            .await
+            .unwrap();
         get_pods_through_helper(bed, cluster, &alice);
         let events = audited_as(bed, &cluster.name, "admin:alice").await;
         let extra = &events[0]["user"]["extra"];
@@ -263,7 +211,9 @@ async fn kubectl_through_the_helper_names_a_role_session_caller() {
     let bed = bed();
     let bob = sso_session(bed, "bob@example.com").await;
     for cluster in &bed.description().clusters {
-        authorizer_ready(bed, &cluster.name).await;
+        bed.wait_until_group_can_list_pods(&cluster.name, "developers")
+            .await
+            .unwrap();
         get_pods_through_helper(bed, cluster, &bob);
         // {{SessionName}} turns `@` into `-`; the raw name stays in extra.sessionName.
         let events = audited_as(bed, &cluster.name, "admin:bob-example.com").await;
