@@ -50,6 +50,18 @@ fn a_member_account_event_is_a_full_reconcile() {
     };
     assert_eq!(run.trigger, Trigger::All);
     assert!(!run.dry_run, "a forwarded event makes a real run");
+    // The logs tie the run to the member account's event.
+    assert_eq!(
+        run.event_name.as_deref(),
+        Some("reconcile:CreateRole@210987654321")
+    );
+    assert_eq!(
+        run.event_id.as_ref(),
+        event["detail"]["eventID"]
+            .as_str()
+            .map(str::to_owned)
+            .as_ref()
+    );
 }
 
 #[test]
