@@ -89,7 +89,8 @@ fn kubeconfig(
             "command": command,
             "args": args,
             "env": env,
-            "interactiveMode": "Never",
+            // No `interactiveMode`: Debian's kubectl (1.20, which scripts/testbed-setup installs
+            // when none is present) predates it, and v1beta1 does not require it.
         }}}],
         "contexts": [{"name": "c", "context": {"cluster": cluster.name, "user": "person"}}],
         "current-context": "c",
