@@ -155,7 +155,7 @@ pub fn parse(input: &Value) -> Result<Parsed, EventError> {
         if action.as_str() == Some(FOLLOW_UP_ACTION) {
             return follow_up(input);
         }
-        return direct_invoke(action, object.get("dryRun"));
+        return direct_invoke(action, object.get("dryRun"), object.get("cause"));
     }
     let source = input.get("source");
     let detail_type = input.get("detail-type");
@@ -178,7 +178,14 @@ pub fn parse(input: &Value) -> Result<Parsed, EventError> {
 }
 
 /// `{"action": "reconcile", "dryRun": bool}`; `dryRun` may be absent or null (a real run).
-fn direct_invoke(action: &Value, dry_run: Option<&Value>) -> Result<Parsed, EventError> {
+/// A `cause` is what template.yaml's MemberAccountChangeRule adds when it turns another
+/// account's IAM event into a reconcile: `{"account", "eventName", "eventID"}`, kept for the
+/// logs when it is well-formed, ignored otherwise (it selects nothing).
+fn direct_invoke(
+    action: &Value,
+    dry_run: Option<&Value>,
+    cause: Option<&Value>,
+) -> Result<Parsed, EventError> {
     match action.as_str() {
         Some(RECONCILE_ACTION) => {}
         Some(other) => {
@@ -205,11 +212,30 @@ fn direct_invoke(action: &Value, dry_run: Option<&Value>) -> Result<Parsed, Even
             })
         }
     };
+    let (event_name, event_id) = match member_account_cause(cause) {
+        Some((account, name, id)) => (format!("{RECONCILE_ACTION}:{name}@{account}"), Some(id)),
+        None => (RECONCILE_ACTION.to_owned(), None),
+    };
     Ok(Parsed::Run(Invocation {
         dry_run,
-        event_name: Some(RECONCILE_ACTION.to_owned()),
+        event_name: Some(event_name),
+        event_id,
         ..Invocation::new(Trigger::All)
     }))
+}
+
+/// `(account, eventName, eventID)` of a member-account cause, if each is plausible: an account
+/// id, an API name, a CloudTrail event id. Anything else would only put untrusted text in logs.
+fn member_account_cause(cause: Option<&Value>) -> Option<(&str, &str, String)> {
+    let field = |name| cause?.get(name)?.as_str();
+    let account =
+        field("account").filter(|a| a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit()))?;
+    let name = field("eventName")
+        .filter(|n| (1..=64).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_alphanumeric()))?;
+    let id = field("eventID").filter(|i| {
+        (1..=64).contains(&i.len()) && i.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    })?;
+    Some((account, name, id.to_owned()))
 }
 
 /// The function's own follow-up: strict, since only the function writes it, and every user name
@@ -707,6 +733,33 @@ mod tests {
         let invocation = run(&json!({"action": "reconcile", "dryRun": true}));
         assert_eq!(invocation.trigger, Trigger::All);
         assert!(invocation.dry_run);
+    }
+
+    #[test]
+    fn a_member_account_cause_names_the_run_and_selects_nothing() {
+        let input = json!({"action": "reconcile", "dryRun": false, "cause": {
+            "account": "210987654321", "eventName": "CreateRole", "eventID": "0f1e2d3c-4b5a"}});
+        let Ok(Parsed::Run(run)) = parse(&input) else {
+            panic!("a reconcile")
+        };
+        assert_eq!(run.trigger, Trigger::All);
+        assert_eq!(
+            run.event_name.as_deref(),
+            Some("reconcile:CreateRole@210987654321")
+        );
+        assert_eq!(run.event_id.as_deref(), Some("0f1e2d3c-4b5a"));
+        for cause in [
+            json!({"account": "x", "eventName": "CreateRole", "eventID": "1"}),
+            json!({"account": "210987654321", "eventName": "Create Role\n", "eventID": "1"}),
+            json!("CreateRole"),
+        ] {
+            let input = json!({"action": "reconcile", "cause": cause});
+            let Ok(Parsed::Run(run)) = parse(&input) else {
+                panic!("still a reconcile")
+            };
+            assert_eq!(run.event_name.as_deref(), Some("reconcile"));
+            assert_eq!(run.event_id, None);
+        }
     }
 
     #[test]

@@ -31,5 +31,7 @@ pub mod iam;
 pub mod names;
 pub mod queue;
 pub mod report;
+pub mod session_name;
 pub mod sync;
 pub mod token;
+pub mod token_role;

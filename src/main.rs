@@ -17,6 +17,7 @@ use eks_iam_sync::queue;
 use eks_iam_sync::report::Report;
 use eks_iam_sync::sync::{App, TokenConnector};
 use eks_iam_sync::token;
+use eks_iam_sync::token_role;
 
 #[derive(Parser)]
 #[command(
@@ -75,6 +76,13 @@ enum Command {
         /// Defaults to the SDK's region (AWS_REGION, profile).
         #[arg(long)]
         region: Option<String>,
+        /// Sign the token as this role, assumed under the caller's own name (IAM user name or
+        /// role session name), not `aws eks get-token`'s fixed one.
+        #[arg(long)]
+        role_arn: Option<String>,
+        /// The role session name to use instead of the caller's (2-64 of `[A-Za-z0-9_+=,.@-]`).
+        #[arg(long, requires = "role_arn")]
+        session_name: Option<String>,
     },
 }
 
@@ -186,16 +194,30 @@ async fn cli(cli: Cli, sdk: &aws_config::SdkConfig) -> Result<ExitCode, String> 
         Command::Token {
             cluster_name,
             region,
+            role_arn,
+            session_name,
         } => {
             let region = region
                 .or_else(|| sdk.region().map(|r| r.to_string()))
                 .ok_or("no region: pass --region or set AWS_REGION")?;
-            let credentials = sdk
-                .credentials_provider()
-                .ok_or("no AWS credentials provider is configured")?
-                .provide_credentials()
-                .await
-                .map_err(|e| format!("no AWS credentials: {e}"))?;
+            let credentials = match role_arn {
+                None => sdk
+                    .credentials_provider()
+                    .ok_or("no AWS credentials provider is configured")?
+                    .provide_credentials()
+                    .await
+                    .map_err(|e| format!("no AWS credentials: {e}"))?,
+                Some(role_arn) => {
+                    let sts = aws_sdk_sts::config::Builder::from(sdk)
+                        .region(aws_config::Region::new(region.clone()))
+                        .build();
+                    let sts = aws_sdk_sts::Client::from_conf(sts);
+                    token_role::assume_as_caller(&sts, &role_arn, session_name.as_deref())
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .0
+                }
+            };
             let token = token::token(&credentials, &region, &cluster_name, SystemTime::now())
                 .map_err(|e| e.to_string())?;
             println!("{}", token::exec_credential(&token));

@@ -403,6 +403,65 @@ impl TestBed {
             .collect())
     }
 
+    /// Waits until `cluster`'s RBAC authorizer lets members of `group` discover the API and
+    /// list pods in `default`: right after a bed starts, the bindings it created may not be in
+    /// the authorizer's cache yet, and a client such as kubectl gives up on its first 403.
+    /// Asked with SubjectAccessReview, the authorizer's own answer, so nothing is guessed and
+    /// no request in the user's name reaches the audit log.
+    pub async fn wait_until_group_can_list_pods(
+        &self,
+        cluster: &str,
+        group: &str,
+    ) -> anyhow::Result<()> {
+        use k8s_openapi::api::authorization::v1::{
+            NonResourceAttributes, ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+        };
+        let api: Api<SubjectAccessReview> = Api::all(self.admin_client(cluster)?);
+        let review = |resource_attributes, non_resource_attributes| SubjectAccessReview {
+            spec: SubjectAccessReviewSpec {
+                user: Some("eks-testbed:rbac-probe".into()),
+                groups: Some(vec![group.to_owned(), "system:authenticated".into()]),
+                resource_attributes,
+                non_resource_attributes,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let reviews = [
+            review(
+                None,
+                Some(NonResourceAttributes {
+                    path: Some("/api".into()),
+                    verb: Some("get".into()),
+                }),
+            ),
+            review(
+                Some(ResourceAttributes {
+                    namespace: Some("default".into()),
+                    verb: Some("list".into()),
+                    resource: Some("pods".into()),
+                    ..Default::default()
+                }),
+                None,
+            ),
+        ];
+        let what = format!("RBAC of {cluster} to let {group} list pods");
+        wait_for(&what, Duration::from_secs(30), || {
+            let api = api.clone();
+            let reviews = reviews.clone();
+            async move {
+                for review in &reviews {
+                    let answer = api.create(&Default::default(), review).await?;
+                    if !answer.status.is_some_and(|s| s.allowed) {
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
+            }
+        })
+        .await
+    }
+
     /// Stops one cluster's API server (to test a failing cluster).
     pub fn stop_cluster(&self, cluster: &str) -> anyhow::Result<()> {
         let handle = self.cluster_handle(cluster)?;

@@ -12,6 +12,7 @@ pub mod awscli;
 pub mod bed;
 pub mod bootstrap;
 pub mod eks;
+pub mod logs_insights;
 pub mod moto;
 pub mod options;
 pub mod paths;
