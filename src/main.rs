@@ -68,6 +68,21 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Read every cluster of the fleet (listed and discovered, as `reconcile` does) and report
+    /// every identity path into it (aws-auth mapUsers, mapRoles, mapAccounts; access entries
+    /// with their access policies), classified per-person, node, account-wide, shared or
+    /// service, and whether `audit` and `authenticator` control-plane logging is on. Writes
+    /// nothing, unless --fix-logging.
+    #[command(after_help = AUDIT_EXIT_CODES)]
+    Audit {
+        /// `table` (one per cluster, then a summary line) or `json` (the whole report).
+        #[arg(long, value_enum, default_value_t = AuditOutput::Table)]
+        output: AuditOutput,
+        /// Enable `audit` and `authenticator` control-plane logging (UpdateClusterConfig) on
+        /// clusters where either is off; the types already enabled stay enabled.
+        #[arg(long)]
+        fix_logging: bool,
+    },
     /// Print an ExecCredential exactly as `aws eks get-token` does (a kubeconfig exec plugin).
     Token {
         #[arg(long)]
@@ -77,6 +92,23 @@ enum Command {
         region: Option<String>,
     },
 }
+
+/// How `audit` prints its report.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum AuditOutput {
+    Table,
+    Json,
+}
+
+const AUDIT_EXIT_CODES: &str = "Exit codes:
+  0  every active path is per-person, node, account-wide, service, or shared granting no more
+     than node groups (system:bootstrappers, system:nodes), and every cluster logs both audit
+     and authenticator (or --fix-logging had the missing types enabled)
+  1  the audit could not run (configuration, credentials)
+  2  usage error
+  3  findings: a shared path grants more than node groups (other groups or any access policy),
+     or a cluster lacks audit or authenticator logging
+  4  a cluster or discovery region could not be read (wins over 3: the audit is incomplete)";
 
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -182,6 +214,22 @@ async fn cli(cli: Cli, sdk: &aws_config::SdkConfig) -> Result<ExitCode, String> 
             let app = app(sdk).await?;
             let input = serde_json::json!({"action": "reconcile", "dryRun": dry_run});
             print_outcome(handle_within(&app, &input, deadline).await, dry_run)
+        }
+        Command::Audit {
+            output,
+            fix_logging,
+        } => {
+            let app = app(sdk).await?;
+            let options = eks_iam_sync::audit::AuditOptions { fix_logging };
+            let report = eks_iam_sync::audit::run(&app, options, deadline).await;
+            match output {
+                AuditOutput::Table => print!("{}", eks_iam_sync::audit::table(&report)),
+                AuditOutput::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+                ),
+            }
+            Ok(ExitCode::from(report.exit_code))
         }
         Command::Token {
             cluster_name,
