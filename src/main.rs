@@ -25,7 +25,7 @@ use eks_iam_sync::token;
     about = "Keeps EKS access (aws-auth mapUsers or access entries) in step with IAM group membership"
 )]
 struct Cli {
-    /// Seconds a `handle` or `reconcile` run may take; each cluster gets a deadline within it,
+    /// Seconds a `handle`, `reconcile` or `audit` run may take; each cluster gets a deadline within it,
     /// and a cluster that has not finished by then is reported as failed.
     #[arg(long, global = true, default_value_t = eks_iam_sync::sync::DEFAULT_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..=86400))]
     timeout: u64,
@@ -58,7 +58,8 @@ enum Command {
     /// Run exactly one Lambda invocation on an event file and print the JSON result.
     Handle {
         /// An EventBridge event, a Scheduled Event, {"action":"reconcile","dryRun":bool}, a
-        /// follow-up, or an SQS batch of those (as Lambda's event source mapping sends it).
+        /// follow-up, or an SQS batch of those (as Lambda's event source mapping sends it); or
+        /// {"action":"audit","fixLogging":bool}, which exits as `audit` does.
         event: std::path::PathBuf,
     },
     /// Full reconcile of every configured cluster.
@@ -203,6 +204,14 @@ async fn cli(cli: Cli, sdk: &aws_config::SdkConfig) -> Result<ExitCode, String> 
             let input: serde_json::Value = serde_json::from_str(&text)
                 .map_err(|e| format!("{} is not JSON: {e}", event.display()))?;
             let app = app(sdk).await?;
+            if let Some(audit) = handler::handle_audit(&app, &input, deadline).await {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&audit).map_err(|e| e.to_string())?
+                );
+                let code = audit["exitCode"].as_u64().unwrap_or(1);
+                return Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)));
+            }
             if batch::is_sqs_batch(&input) {
                 let follow_ups = queue::from_env(sdk)?;
                 let batch = handler::handle_batch(&app, follow_ups.as_ref(), &input, deadline);

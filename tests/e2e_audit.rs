@@ -201,12 +201,11 @@ fn path<'a>(
         .unwrap_or_else(|| panic!("{source:?} {principal} missing in {cluster:?}"))
 }
 
-/// Runs the built binary with the bed's environment and `config`.
+/// Runs the built binary (`args` from the subcommand on) with the bed's environment and `config`.
 fn cli(bed: &TestBed, config: &serde_json::Value, args: &[&str]) -> (i32, String, String) {
     let home = std::env::temp_dir().join(format!("eks-iam-sync-audit-{}", std::process::id()));
     std::fs::create_dir_all(&home).unwrap();
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_eks-iam-sync"))
-        .arg("audit")
         .args(args)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -346,7 +345,7 @@ async fn the_binary_prints_a_table_or_json_and_its_exit_code_names_the_reason() 
     let config = config(bed, &[]);
 
     mixed(bed).await;
-    let (code, table, stderr) = cli(bed, &config, &[]);
+    let (code, table, stderr) = cli(bed, &config, &["audit"]);
     assert_eq!(code, 3, "{table}{stderr}");
     assert!(
         table.contains(&format!(
@@ -370,7 +369,7 @@ async fn the_binary_prints_a_table_or_json_and_its_exit_code_names_the_reason() 
     );
     println!("{table}");
 
-    let (code, json, _) = cli(bed, &config, &["--output", "json"]);
+    let (code, json, _) = cli(bed, &config, &["audit", "--output", "json"]);
     assert_eq!(code, 3);
     let json: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(json["exitCode"], 3);
@@ -384,14 +383,23 @@ async fn the_binary_prints_a_table_or_json_and_its_exit_code_names_the_reason() 
         .iter()
         .any(|p| p["class"] == "account-wide" && p["source"] == "mapAccounts"));
 
+    // The same request as a direct invoke, through `handle`.
+    let file = std::env::temp_dir().join(format!("eks-iam-sync-audit-{}.json", std::process::id()));
+    std::fs::write(&file, r#"{"action":"audit"}"#).unwrap();
+    let (code, out, _) = cli(bed, &config, &["handle", file.to_str().unwrap()]);
+    assert_eq!(code, 3, "{out}");
+    let handled: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(handled["summary"], json["summary"]);
+    std::fs::remove_file(file).ok();
+
     // Clean: 0.
     clean(bed).await;
-    let (code, out, stderr) = cli(bed, &config, &[]);
+    let (code, out, stderr) = cli(bed, &config, &["audit"]);
     assert_eq!(code, 0, "{out}{stderr}");
 
     // Only the authenticator log missing on one cluster: 3.
     bed.eks().set_logging(ACCOUNT_ID, REGION, CM, &["audit"]);
-    let (code, out, _) = cli(bed, &config, &["--output", "json"]);
+    let (code, out, _) = cli(bed, &config, &["audit", "--output", "json"]);
     assert_eq!(code, 3, "{out}");
     let json: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(json["summary"]["withoutAuditLogging"], 1);
@@ -407,7 +415,7 @@ async fn the_binary_prints_a_table_or_json_and_its_exit_code_names_the_reason() 
         shared_mapping("[system:bootstrappers, system:nodes]")
     );
     set_data_key(bed, CM, "mapRoles", &node_groups).await;
-    let (code, out, _) = cli(bed, &config, &["--output", "json"]);
+    let (code, out, _) = cli(bed, &config, &["audit", "--output", "json"]);
     assert_eq!(code, 0, "{out}");
     let json: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(json["summary"]["sharedPaths"], 1);
@@ -418,12 +426,12 @@ async fn the_binary_prints_a_table_or_json_and_its_exit_code_names_the_reason() 
         shared_mapping("[system:masters]")
     );
     set_data_key(bed, CM, "mapRoles", &masters).await;
-    let (code, _, _) = cli(bed, &config, &[]);
+    let (code, _, _) = cli(bed, &config, &["audit"]);
     assert_eq!(code, 3);
 
     // A cluster that cannot be read: 4, and the others are still audited.
     let ghost = config_with_ghost(bed);
-    let (code, out, _) = cli(bed, &ghost, &["--output", "json"]);
+    let (code, out, _) = cli(bed, &ghost, &["audit", "--output", "json"]);
     assert_eq!(code, 4, "{out}");
     let json: serde_json::Value = serde_json::from_str(&out).unwrap();
     let clusters = json["clusters"].as_array().unwrap();
@@ -456,7 +464,11 @@ async fn fix_logging_enables_only_what_is_off_and_keeps_other_types() {
     let updates = |cluster| eks.calls_for("UpdateClusterConfig", cluster);
     let before = [CM, API, BOTH].map(updates);
 
-    let (code, out, stderr) = cli(bed, &config, &["--fix-logging", "--output", "json"]);
+    let (code, out, stderr) = cli(
+        bed,
+        &config,
+        &["audit", "--fix-logging", "--output", "json"],
+    );
     // The shared paths still fail the audit; logging no longer does.
     assert_eq!(code, 3, "{out}{stderr}");
     let json: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -484,7 +496,7 @@ async fn fix_logging_enables_only_what_is_off_and_keeps_other_types() {
     assert_eq!(enabled(BOTH), set(&["api", "audit", "authenticator"]));
 
     // Nothing left to enable: no call.
-    let (_, out, _) = cli(bed, &config, &["--fix-logging"]);
+    let (_, out, _) = cli(bed, &config, &["audit", "--fix-logging"]);
     assert!(!out.contains("--fix-logging enabled"), "{out}");
     assert_eq!(
         [CM, API, BOTH].map(updates),

@@ -216,10 +216,8 @@ pub fn beyond_node_groups(path: &PathInput) -> bool {
 }
 
 fn is_user(arn: &str) -> bool {
-    arn.splitn(6, ':')
-        .nth(5)
-        .is_some_and(|resource| resource.starts_with("user/"))
-        && arn.splitn(6, ':').nth(2) == Some("iam")
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    matches!(parts.as_slice(), ["arn", _, "iam", _, _, resource] if resource.starts_with("user/"))
 }
 
 #[cfg(test)]

@@ -604,13 +604,19 @@ mod tests {
     fn the_exit_code_names_the_worst_finding() {
         let both = ["audit", "authenticator"];
         let clean = cluster(vec![path(Class::Shared, true, false)], &both);
-        assert_eq!(exit_code(&summarise(&[clean.clone()])), EXIT_CLEAN);
+        assert_eq!(
+            exit_code(&summarise(std::slice::from_ref(&clean))),
+            EXIT_CLEAN
+        );
         let shared = cluster(vec![path(Class::Shared, true, true)], &both);
         assert_eq!(exit_code(&summarise(&[shared])), EXIT_FINDINGS);
         let inactive = cluster(vec![path(Class::Shared, false, true)], &both);
         assert_eq!(exit_code(&summarise(&[inactive])), EXIT_CLEAN);
         let half = cluster(Vec::new(), &["audit", "api"]);
-        assert_eq!(exit_code(&summarise(&[half.clone()])), EXIT_FINDINGS);
+        assert_eq!(
+            exit_code(&summarise(std::slice::from_ref(&half))),
+            EXIT_FINDINGS
+        );
         let mut fixed = half;
         fixed.logging.as_mut().unwrap().fixed = vec!["authenticator".into()];
         assert_eq!(exit_code(&summarise(&[fixed])), EXIT_CLEAN);

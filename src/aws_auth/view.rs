@@ -150,9 +150,9 @@ fn flatten(item: &Node) -> Option<Vec<(String, Node)>> {
 fn field<'a>(fields: &'a [(String, Node)], name: &str) -> Option<&'a Node> {
     fields
         .iter()
-        .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+        .rev()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
         .map(|(_, v)| v)
-        .last()
 }
 
 fn string(fields: &[(String, Node)], name: &str) -> String {
