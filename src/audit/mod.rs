@@ -19,6 +19,8 @@
 
 pub mod classify;
 pub mod render;
+#[cfg(test)]
+mod run_tests;
 mod source;
 
 use std::collections::{BTreeMap, BTreeSet};
