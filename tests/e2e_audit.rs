@@ -22,7 +22,7 @@ use eks_iam_sync::sync::App;
 use eks_testbed::bootstrap::initial_map_roles;
 use eks_testbed::eks::{AuthenticationMode, CreateAccessEntryRequest};
 use eks_testbed::moto::ACCOUNT_ID;
-use eks_testbed::{ClusterOptions, FleetOptions, TestBed};
+use eks_testbed::{ClusterOptions, Fault, FleetOptions, Matcher, TestBed, Times};
 
 const CM: &str = "audit-cm";
 const API: &str = "audit-api";
@@ -502,4 +502,42 @@ async fn fix_logging_enables_only_what_is_off_and_keeps_other_types() {
         [CM, API, BOTH].map(updates),
         [before[0] + 1, before[1] + 1, before[2]]
     );
+}
+
+/// aws-auth answering 503 twice is read on the third try; an API server that never answers
+/// makes its cluster unreadable at the deadline, alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flaky_aws_auth_is_retried_and_a_hung_api_server_fails_its_cluster_alone() {
+    let _turn = SERIAL.lock().await;
+    let bed = bed();
+    mixed(bed).await;
+    let app = app(bed, &config(bed, &[]));
+    let aws_auth = Matcher::path("/api/v1/namespaces/kube-system/configmaps/aws-auth");
+
+    let proxy = bed.proxy_api_server(CM).await.unwrap();
+    proxy.inject(aws_auth.clone(), Fault::Unavailable, 2);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let report = audit::run(&app, AuditOptions::default(), deadline).await;
+    assert_eq!(proxy.faulted(&aws_auth), 2);
+    let cm = report.clusters.iter().find(|c| c.cluster == CM).unwrap();
+    assert!(cm.error.is_none(), "{cm:?}");
+    assert_eq!(
+        path(&report, CM, Source::MapRoles, SHARED_ROLE).class,
+        Class::Shared
+    );
+
+    proxy.clear();
+    proxy.inject(Matcher::any(), Fault::BlackHole, Times::Always);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(8);
+    let report = audit::run(&app, AuditOptions::default(), deadline).await;
+    let cm = report.clusters.iter().find(|c| c.cluster == CM).unwrap();
+    assert!(
+        cm.error.as_deref().unwrap_or_default().contains("deadline"),
+        "{cm:?}"
+    );
+    assert_eq!(report.exit_code, audit::EXIT_UNREADABLE);
+    for other in [API, BOTH] {
+        let c = report.clusters.iter().find(|c| c.cluster == other).unwrap();
+        assert!(c.error.is_none() && !c.paths.is_empty(), "{c:?}");
+    }
 }

@@ -37,7 +37,9 @@ use crate::aws_auth;
 use crate::cluster::AuthenticationMode;
 use crate::config::ClusterRef;
 use crate::fleet;
-use crate::sync::App;
+use crate::report::{ClusterReport, Outcome};
+use crate::sync::retry::{self, Attempt};
+use crate::sync::{App, Limits, StoreError};
 
 /// Exit code: every active path is traceable or grants no more than a node's groups, and every
 /// cluster logs `audit` and `authenticator`.
@@ -205,12 +207,8 @@ pub async fn run(app: &App, options: AuditOptions, deadline: Instant) -> AuditRe
     .await
     .unwrap_or_else(|_| fleet::Fleet {
         clusters: Vec::new(),
-        failures: vec![crate::report::ClusterReport::new(
-            "discovery",
-            "-",
-            crate::report::Outcome::Failed,
-        )
-        .with_reason("finding the clusters did not finish before the deadline")],
+        failures: vec![ClusterReport::new("discovery", "-", Outcome::Failed)
+            .with_reason("finding the clusters did not finish before the deadline")],
     });
     let reads = crate::sync::unordered(&fleet.clusters, app.config.max_concurrency, |cluster| {
         read_cluster(app, cluster, options, deadline)
@@ -342,7 +340,7 @@ async fn read_cluster(
     deadline: Instant,
 ) -> ClusterRead {
     let started = Instant::now();
-    let read = read_cluster_inner(app, cluster, options);
+    let read = read_cluster_inner(app, cluster, options, deadline);
     match tokio::time::timeout_at(deadline.into(), read).await {
         Ok(Ok(read)) => read,
         Ok(Err(error)) => unreadable(cluster, error),
@@ -371,6 +369,7 @@ async fn read_cluster_inner(
     app: &App,
     cluster: &ClusterRef,
     options: AuditOptions,
+    deadline: Instant,
 ) -> Result<ClusterRead, String> {
     let source = app.clusters.auditor(cluster).map_err(|e| e.to_string())?;
     let described = source.describe().await.map_err(|e| e.to_string())?;
@@ -395,7 +394,7 @@ async fn read_cluster_inner(
         .iter()
         .map(|e| classify::identity_key(&e.principal_arn))
         .collect();
-    match read_aws_auth(app, &described).await {
+    match read_aws_auth(app, &described, deadline).await {
         Ok(Some(data)) => {
             let read = aws_auth::read_paths(&data);
             for (key, why) in &read.unreadable {
@@ -472,13 +471,47 @@ async fn read_cluster_inner(
     Ok(ClusterRead { audit, paths })
 }
 
-/// aws-auth's data; `None` when it does not exist.
+/// aws-auth's data; `None` when it does not exist. A read that meets a transient error (429,
+/// 5xx, a broken connection) is tried again as the writers do ([`retry::until_settled`]),
+/// within `deadline`.
 async fn read_aws_auth(
     app: &App,
     described: &Described,
+    deadline: Instant,
 ) -> Result<Option<BTreeMap<String, String>>, String> {
-    let store = app.connector.aws_auth(&described.target).await?;
-    let config_map = store.get().await.map_err(|e| e.to_string())?;
+    let target = &described.target;
+    let store = app.connector.aws_auth(target).await?;
+    let read = std::sync::Mutex::new(None);
+    let report = retry::until_settled(
+        "aws-auth",
+        &target.name,
+        Limits::until(deadline),
+        || async {
+            let report = ClusterReport::new(&target.name, &target.region, Outcome::Unchanged);
+            match store.get().await {
+                Ok(config_map) => {
+                    *read.lock().expect("aws-auth read lock") = Some(config_map);
+                    Attempt::Done(report)
+                }
+                Err(StoreError::Transient {
+                    detail,
+                    retry_after,
+                }) => Attempt::Transient {
+                    report,
+                    reason: format!("reading kube-system/aws-auth: {detail}"),
+                    retry_after,
+                },
+                Err(e) => {
+                    Attempt::Done(report.failed(format!("reading kube-system/aws-auth: {e}")))
+                }
+            }
+        },
+    )
+    .await;
+    if report.outcome == Outcome::Failed {
+        return Err(report.reason.unwrap_or_default());
+    }
+    let config_map = read.into_inner().expect("aws-auth read lock").flatten();
     Ok(config_map.map(|cm| cm.data.unwrap_or_default()))
 }
 
