@@ -13,7 +13,10 @@
 //! - a later entry for the same ARN (case-insensitively) replaces an earlier one, so the earlier
 //!   one is reported as shadowed;
 //! - a `mapRoles` ARN with a path never matches: the authenticator compares the caller's
-//!   canonical ARN, which has no path.
+//!   canonical ARN, which has no path;
+//! - a `mapRoles` entry with `sso: {permissionSetName, accountID}` instead of a `rolearn` (the
+//!   authenticator's alpha SSO role matcher) is reported under the name of the roles it
+//!   matches, `arn:aws:iam::ACCOUNT:role/AWSReservedSSO_SET_*`, so the audit never hides it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -93,7 +96,10 @@ fn mappings(items: &[Node], arn_field: &str, roles: bool) -> Vec<MappedArn> {
         .iter()
         .filter_map(|item| {
             let fields = flatten(item)?;
-            let arn = string(&fields, arn_field);
+            let mut arn = string(&fields, arn_field);
+            if arn.is_empty() && roles {
+                arn = sso_role(&fields).unwrap_or_default();
+            }
             if arn.is_empty() {
                 return None;
             }
@@ -147,6 +153,26 @@ fn flatten(item: &Node) -> Option<Vec<(String, Node)>> {
     Some(merged)
 }
 
+/// The roles an `sso` mapping matches (aws-iam-authenticator's SSO role matcher, an alpha
+/// feature: `sso: {permissionSetName, accountID}` instead of `rolearn`), named like the roles
+/// Identity Center creates for the permission set, the random suffix as `*`.
+fn sso_role(fields: &[(String, Node)]) -> Option<String> {
+    let Some(Node::Map(pairs)) = field(fields, "sso") else {
+        return None;
+    };
+    let sso: Vec<(String, Node)> = pairs
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str()?.to_owned(), v.clone())))
+        .collect();
+    let (set, account) = (string(&sso, "permissionSetName"), string(&sso, "accountID"));
+    let partition = match string(&sso, "partition") {
+        p if p.is_empty() => "aws".to_owned(),
+        p => p,
+    };
+    (!set.is_empty() && !account.is_empty())
+        .then(|| format!("arn:{partition}:iam::{account}:role/AWSReservedSSO_{set}_*"))
+}
+
 fn field<'a>(fields: &'a [(String, Node)], name: &str) -> Option<&'a Node> {
     fields
         .iter()
@@ -196,6 +222,19 @@ mod tests {
         assert_eq!(paths.users[0].username, "bob");
         assert_eq!(paths.accounts, ["111122223333"]);
         assert!(paths.unreadable.is_empty());
+    }
+
+    #[test]
+    fn an_sso_mapping_is_reported_as_the_roles_it_matches() {
+        let paths = read_paths(&data(&[(
+            "mapRoles",
+            "- sso: {permissionSetName: Admin, accountID: '111122223333'}\n  username: admin:{{SessionName}}\n",
+        )]));
+        assert_eq!(
+            paths.roles[0].arn,
+            "arn:aws:iam::111122223333:role/AWSReservedSSO_Admin_*"
+        );
+        assert_eq!(paths.roles[0].username, "admin:{{SessionName}}");
     }
 
     #[test]
