@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 
 use super::*;
-use crate::cluster::{ClusterDirectory, ClusterError, ClusterTarget};
-use crate::config::Config;
+use crate::cluster::{AuthenticationMode, ClusterDirectory, ClusterError, ClusterTarget};
+use crate::config::{ClusterRef, Config};
 use crate::iam::{IamDirectory, IamError, IamUser};
 use crate::sync::{AccessEntryStore, AwsAuthStore, Connector};
 
