@@ -61,6 +61,7 @@ mod entry;
 mod node;
 mod plan;
 mod split;
+mod view;
 mod yaml;
 
 #[cfg(test)]
@@ -73,6 +74,7 @@ use std::collections::BTreeMap;
 use crate::desired::{Desired, UserArn};
 
 use entry::Meaning;
+pub use view::{read_paths, AwsAuthPaths, MappedArn};
 
 /// The key of the ownership marker inside a `mapUsers` entry. aws-iam-authenticator unmarshals
 /// entries non-strictly and ignores unknown keys, so the marker is invisible to authentication;

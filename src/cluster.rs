@@ -127,6 +127,19 @@ pub trait ClusterDirectory: Send + Sync {
         target: &ClusterTarget,
     ) -> Result<Box<dyn AccessEntryStore>, ClusterError>;
 
+    /// What `audit` reads of the cluster through the EKS API (and the one write
+    /// `--fix-logging` makes), as the identity `cluster.role_arn` names, never cached.
+    /// Directories that cannot audit (test fakes) say so.
+    fn auditor(
+        &self,
+        cluster: &ClusterRef,
+    ) -> Result<Box<dyn crate::audit::ClusterSource>, ClusterError> {
+        Err(ClusterError::Client {
+            cluster: cluster.name.clone(),
+            detail: "this cluster directory cannot audit".into(),
+        })
+    }
+
     /// Drops cached answers, so the next calls read EKS afresh. A full reconcile does this: a
     /// new authentication mode, endpoint, tag or cluster then counts from the next scheduled
     /// run, not only after the cache TTL.
@@ -147,6 +160,8 @@ pub struct EksDirectory {
     clients: Mutex<HashMap<RegionKey, aws_sdk_eks::Client>>,
     cache: Mutex<HashMap<DescribeKey, (Instant, ClusterTarget)>>,
     listings: Mutex<HashMap<RegionKey, (Instant, Vec<String>)>>,
+    /// Where the audit asks STS who it is; the SDK config's own endpoints unless set.
+    sts: Option<aws_config::SdkConfig>,
 }
 
 impl EksDirectory {
@@ -169,7 +184,15 @@ impl EksDirectory {
             clients: Mutex::default(),
             cache: Mutex::default(),
             listings: Mutex::default(),
+            sts: None,
         }
+    }
+
+    /// Asks STS (GetCallerIdentity, for the audit) through `sdk`'s endpoint instead of the
+    /// directory's own: for wiring where one SDK config points at EKS alone (the tests).
+    pub fn with_sts(mut self, sdk: aws_config::SdkConfig) -> Self {
+        self.sts = Some(sdk);
+        self
     }
 
     fn client(
@@ -215,63 +238,9 @@ impl EksDirectory {
     }
 
     async fn fetch(&self, cluster: &ClusterRef) -> Result<ClusterTarget, ClusterError> {
-        let out = self
-            .client(&cluster.region, cluster.role_arn.as_deref())?
-            .describe_cluster()
-            .name(&cluster.name)
-            .send()
-            .await
-            .map_err(|e| {
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_resource_not_found_exception())
-                {
-                    ClusterError::NotFound {
-                        cluster: cluster.name.clone(),
-                        region: cluster.region.clone(),
-                        role_arn: cluster.role_arn.clone(),
-                    }
-                } else {
-                    ClusterError::Describe {
-                        cluster: cluster.name.clone(),
-                        region: cluster.region.clone(),
-                        role_arn: cluster.role_arn.clone(),
-                        detail: aws_sdk_eks::error::DisplayErrorContext(e).to_string(),
-                    }
-                }
-            })?;
-        let incomplete = |what: &str| ClusterError::Incomplete {
-            cluster: cluster.name.clone(),
-            what: what.to_string(),
-        };
-        let described = out.cluster().ok_or_else(|| incomplete("no cluster"))?;
-        let endpoint = described
-            .endpoint()
-            .ok_or_else(|| incomplete("no endpoint"))?;
-        let ca = described
-            .certificate_authority()
-            .and_then(|ca| ca.data())
-            .ok_or_else(|| incomplete("no certificateAuthority.data"))?;
-        let ca_pem = base64::engine::general_purpose::STANDARD
-            .decode(ca.trim())
-            .ok()
-            .and_then(|bytes| String::from_utf8(bytes).ok())
-            .ok_or_else(|| incomplete("certificateAuthority.data that is not base64 PEM"))?;
-        let mode = described
-            .access_config()
-            .and_then(|a| a.authentication_mode())
-            .map(|m| m.as_str().to_string());
-        Ok(ClusterTarget {
-            name: cluster.name.clone(),
-            region: cluster.region.clone(),
-            endpoint: endpoint.to_string(),
-            ca_pem,
-            mode: AuthenticationMode::from_eks(mode.as_deref()),
-            role_arn: cluster.role_arn.clone(),
-            tags: described
-                .tags()
-                .map(|tags| tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-                .unwrap_or_default(),
-        })
+        let client = self.client(&cluster.region, cluster.role_arn.as_deref())?;
+        let described = describe_cluster(&client, cluster).await?;
+        target_from(cluster, &described)
     }
 
     async fn fetch_list(
@@ -350,10 +319,107 @@ impl ClusterDirectory for EksDirectory {
         Ok(Box::new(EksAccessEntries::new(client, &target.name)))
     }
 
+    fn auditor(
+        &self,
+        cluster: &ClusterRef,
+    ) -> Result<Box<dyn crate::audit::ClusterSource>, ClusterError> {
+        let eks = self.client(&cluster.region, cluster.role_arn.as_deref())?;
+        let credentials = self
+            .identities
+            .credentials_for(cluster.role_arn.as_deref())
+            .map_err(|source| ClusterError::Identity {
+                region: cluster.region.clone(),
+                source,
+            })?;
+        let sts = aws_sdk_sts::config::Builder::from(self.sts.as_ref().unwrap_or(&self.sdk))
+            .region(aws_sdk_sts::config::Region::new(cluster.region.clone()))
+            .credentials_provider(credentials)
+            .build();
+        Ok(Box::new(crate::audit::EksSource::new(
+            eks,
+            aws_sdk_sts::Client::from_conf(sts),
+            cluster.clone(),
+        )))
+    }
+
     fn forget_cached(&self) {
         self.cache.lock().expect("cluster cache lock").clear();
         self.listings.lock().expect("cluster listing lock").clear();
     }
+}
+
+/// DescribeCluster, its answer as EKS gave it; a cluster EKS does not know is
+/// [`ClusterError::NotFound`].
+pub(crate) async fn describe_cluster(
+    client: &aws_sdk_eks::Client,
+    cluster: &ClusterRef,
+) -> Result<aws_sdk_eks::types::Cluster, ClusterError> {
+    let out = client
+        .describe_cluster()
+        .name(&cluster.name)
+        .send()
+        .await
+        .map_err(|e| {
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_not_found_exception())
+            {
+                ClusterError::NotFound {
+                    cluster: cluster.name.clone(),
+                    region: cluster.region.clone(),
+                    role_arn: cluster.role_arn.clone(),
+                }
+            } else {
+                ClusterError::Describe {
+                    cluster: cluster.name.clone(),
+                    region: cluster.region.clone(),
+                    role_arn: cluster.role_arn.clone(),
+                    detail: aws_sdk_eks::error::DisplayErrorContext(e).to_string(),
+                }
+            }
+        })?;
+    out.cluster.ok_or_else(|| ClusterError::Incomplete {
+        cluster: cluster.name.clone(),
+        what: "no cluster".to_string(),
+    })
+}
+
+/// What the sync needs of a DescribeCluster answer.
+pub(crate) fn target_from(
+    cluster: &ClusterRef,
+    described: &aws_sdk_eks::types::Cluster,
+) -> Result<ClusterTarget, ClusterError> {
+    let incomplete = |what: &str| ClusterError::Incomplete {
+        cluster: cluster.name.clone(),
+        what: what.to_string(),
+    };
+    let endpoint = described
+        .endpoint()
+        .ok_or_else(|| incomplete("no endpoint"))?;
+    let ca = described
+        .certificate_authority()
+        .and_then(|ca| ca.data())
+        .ok_or_else(|| incomplete("no certificateAuthority.data"))?;
+    let ca_pem = base64::engine::general_purpose::STANDARD
+        .decode(ca.trim())
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .ok_or_else(|| incomplete("certificateAuthority.data that is not base64 PEM"))?;
+    let mode = described
+        .access_config()
+        .and_then(|a| a.authentication_mode())
+        .map(|m| m.as_str().to_string());
+    Ok(ClusterTarget {
+        name: cluster.name.clone(),
+        region: cluster.region.clone(),
+        endpoint: endpoint.to_string(),
+        ca_pem,
+        mode: AuthenticationMode::from_eks(mode.as_deref()),
+        role_arn: cluster.role_arn.clone(),
+        tags: described
+            .tags()
+            .map(|tags| tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default(),
+    })
 }
 
 /// A Kubernetes client that trusts only the cluster's own CA and sends `token`.

@@ -100,6 +100,12 @@ pub struct Config {
     /// granting it takes a second, deliberate line.
     #[serde(default)]
     pub allow_system_masters: bool,
+    /// Machine identities (CI roles, controllers) that `audit` classifies as `service`, not as
+    /// shared or per-person paths: IAM role or user ARNs. The tool's own identity is recognised
+    /// without being listed. Matched as the authenticator matches ARNs: case-insensitively,
+    /// a role's path ignored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub service_identities: Vec<String>,
 }
 
 /// Members of one IAM group get these Kubernetes groups.
@@ -269,6 +275,7 @@ impl Default for Config {
             max_concurrency: default_max_concurrency(),
             create_missing_aws_auth: default_create_missing_aws_auth(),
             allow_system_masters: false,
+            service_identities: Vec::new(),
         }
     }
 }
@@ -405,6 +412,7 @@ impl Config {
         self.validate_clusters(&mut problems);
         self.validate_discovery(&mut problems);
         self.validate_username_template(&mut problems);
+        self.validate_service_identities(&mut problems);
         if !(1..=MAX_CONCURRENCY).contains(&self.max_concurrency) {
             problems.add(
                 "maxConcurrency",
@@ -662,6 +670,21 @@ fn reserved_for_access_entries(name: &str) -> Option<&'static str> {
         .find(|prefix| name.starts_with(prefix))
 }
 
+impl Config {
+    /// `serviceIdentities`: each an IAM role ARN (path allowed) or an IAM user ARN.
+    fn validate_service_identities(&self, problems: &mut Problems) {
+        for (i, arn) in self.service_identities.iter().enumerate() {
+            let user = crate::desired::UserArn::parse(arn).is_ok();
+            if !user && !is_role_arn(arn) {
+                problems.add(
+                    format!("serviceIdentities[{i}]"),
+                    format!("{arn:?} is not an IAM role or user ARN: expected arn:<partition>:iam::<12-digit account>:role/[path/]name or ...:user/[path/]name"),
+                );
+            }
+        }
+    }
+}
+
 /// Checks an optional role ARN; returns whether it is absent or valid.
 fn validate_role_arn(role_arn: Option<&str>, path: &str, problems: &mut Problems) -> bool {
     match role_arn {
@@ -912,6 +935,7 @@ clusters:
                 max_concurrency: 16,
                 create_missing_aws_auth: true,
                 allow_system_masters: false,
+                service_identities: vec![],
             }
         );
         assert_eq!(
@@ -1495,5 +1519,25 @@ discovery: {regions: [us-east-1]}
         let text = serde_json::to_string(&config).unwrap();
         assert_eq!(Config::parse(&text).unwrap(), config);
         assert!(!text.contains("discovery"), "{text}");
+    }
+
+    #[test]
+    fn service_identities_must_be_role_or_user_arns() {
+        let mut config = minimal();
+        config.service_identities = vec![
+            "arn:aws:iam::123456789012:role/ci/deployer".into(),
+            "arn:aws:iam::123456789012:user/robot".into(),
+        ];
+        assert!(problems(&config).is_empty());
+        config
+            .service_identities
+            .push("arn:aws:sts::123456789012:assumed-role/x/y".into());
+        let message = single_problem(&config, "serviceIdentities[2]");
+        assert!(message.contains("not an IAM role or user ARN"), "{message}");
+        let parsed = Config::parse(&format!(
+            "{MINIMAL}serviceIdentities: [arn:aws:iam::123456789012:role/ci]\n"
+        ))
+        .unwrap();
+        assert_eq!(parsed.service_identities.len(), 1);
     }
 }

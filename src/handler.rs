@@ -7,6 +7,7 @@
 //! - [`handle_batch`]: an SQS batch from the event source mappings. One run over the union of
 //!   its messages; what fails is retried through follow-ups ([`crate::follow_up`]) rather than
 //!   by failing the batch, so one cluster that stays down does not stall the FIFO event queue.
+//! - [`handle_audit`]: the direct invoke `{"action":"audit"}`, which reads and reports only.
 //! - [`lambda`]: what the Lambda runtime calls; it picks one of the two and decides what is
 //!   retried: an input that can never succeed is logged as an error and dropped, not retried.
 
@@ -14,6 +15,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 
+use crate::audit;
 use crate::batch::{self, BatchResponse, Dropped};
 use crate::event::{self, EventError, Invocation, Parsed};
 use crate::follow_up::{self, Planned};
@@ -187,6 +189,9 @@ pub async fn lambda(
         let outcome = handle_batch(app, follow_ups, input, deadline).await;
         return Ok(serde_json::to_value(outcome.response).expect("a batch response serialises"));
     }
+    if let Some(audit) = handle_audit(app, input, deadline).await {
+        return Ok(audit);
+    }
     match handle_within(app, input, deadline).await {
         Ok(report) => {
             // Only re-checks can be planned here: a failed cluster is an error.
@@ -204,6 +209,23 @@ pub async fn lambda(
         }
         Err(e) => Err(e),
     }
+}
+
+/// The direct invoke `{"action":"audit","fixLogging":bool}`: the audit's JSON report
+/// (findings and unreadable clusters are in its `exitCode`, not an invocation error: the audit
+/// itself succeeded, and retrying it would only repeat it), or `{"rejected": ...}` for a
+/// malformed request. `None` when `input` is not an audit request.
+pub async fn handle_audit(app: &App, input: &Value, deadline: Instant) -> Option<Value> {
+    let options = match audit::request(input)? {
+        Ok(options) => options,
+        Err(e) => {
+            tracing::error!(outcome = "rejected", error = %e, "audit request rejected");
+            return Some(serde_json::json!({ "rejected": e }));
+        }
+    };
+    let report = audit::run(app, options, deadline).await;
+    tracing::info!(summary = %audit::render::summary_line(&report.summary), exit_code = report.exit_code, "audit finished");
+    Some(serde_json::to_value(report).expect("an audit report serialises"))
 }
 
 /// The run, and the warning a still-granted revocation deserves wherever it runs.

@@ -13,8 +13,12 @@
 //! run leaves for later (failed clusters, revocations IAM does not show yet) becomes follow-ups
 //! ([`follow_up::plan`]) that [`queue`] sends to the retry queue. Names IAM could never hold are
 //! refused by [`event::parse`] before any call ([`names`]).
+//!
+//! [`audit::run`] reads the same fleet and writes nothing: every identity path into every
+//! cluster, classified ([`audit::classify`]), and whether control-plane logging can trace it.
 
 pub mod access_entries;
+pub mod audit;
 pub mod aws;
 pub mod aws_auth;
 pub mod backend;

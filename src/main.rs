@@ -26,7 +26,7 @@ use eks_iam_sync::token_role;
     about = "Keeps EKS access (aws-auth mapUsers or access entries) in step with IAM group membership"
 )]
 struct Cli {
-    /// Seconds a `handle` or `reconcile` run may take; each cluster gets a deadline within it,
+    /// Seconds a `handle`, `reconcile` or `audit` run may take; each cluster gets a deadline within it,
     /// and a cluster that has not finished by then is reported as failed.
     #[arg(long, global = true, default_value_t = eks_iam_sync::sync::DEFAULT_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..=86400))]
     timeout: u64,
@@ -59,7 +59,8 @@ enum Command {
     /// Run exactly one Lambda invocation on an event file and print the JSON result.
     Handle {
         /// An EventBridge event, a Scheduled Event, {"action":"reconcile","dryRun":bool}, a
-        /// follow-up, or an SQS batch of those (as Lambda's event source mapping sends it).
+        /// follow-up, or an SQS batch of those (as Lambda's event source mapping sends it); or
+        /// {"action":"audit","fixLogging":bool}, which exits as `audit` does.
         event: std::path::PathBuf,
     },
     /// Full reconcile of every configured cluster.
@@ -68,6 +69,21 @@ enum Command {
         /// write nothing.
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Read every cluster of the fleet (listed and discovered, as `reconcile` does) and report
+    /// every identity path into it (aws-auth mapUsers, mapRoles, mapAccounts; access entries
+    /// with their access policies), classified per-person, node, account-wide, shared or
+    /// service, and whether `audit` and `authenticator` control-plane logging is on. Writes
+    /// nothing, unless --fix-logging.
+    #[command(after_help = AUDIT_EXIT_CODES)]
+    Audit {
+        /// `table` (one per cluster, then a summary line) or `json` (the whole report).
+        #[arg(long, value_enum, default_value_t = AuditOutput::Table)]
+        output: AuditOutput,
+        /// Enable `audit` and `authenticator` control-plane logging (UpdateClusterConfig) on
+        /// clusters where either is off; the types already enabled stay enabled.
+        #[arg(long)]
+        fix_logging: bool,
     },
     /// Print an ExecCredential exactly as `aws eks get-token` does (a kubeconfig exec plugin).
     Token {
@@ -85,6 +101,23 @@ enum Command {
         session_name: Option<String>,
     },
 }
+
+/// How `audit` prints its report.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum AuditOutput {
+    Table,
+    Json,
+}
+
+const AUDIT_EXIT_CODES: &str = "Exit codes:
+  0  every active path is per-person, node, account-wide, service, or shared granting no more
+     than node groups (system:bootstrappers, system:nodes), and every cluster logs both audit
+     and authenticator (or --fix-logging had the missing types enabled)
+  1  the audit could not run (configuration, credentials)
+  2  usage error
+  3  findings: a shared path grants more than node groups (other groups or any access policy),
+     or a cluster lacks audit or authenticator logging
+  4  a cluster or discovery region could not be read (wins over 3: the audit is incomplete)";
 
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -179,6 +212,14 @@ async fn cli(cli: Cli, sdk: &aws_config::SdkConfig) -> Result<ExitCode, String> 
             let input: serde_json::Value = serde_json::from_str(&text)
                 .map_err(|e| format!("{} is not JSON: {e}", event.display()))?;
             let app = app(sdk).await?;
+            if let Some(audit) = handler::handle_audit(&app, &input, deadline).await {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&audit).map_err(|e| e.to_string())?
+                );
+                let code = audit["exitCode"].as_u64().unwrap_or(1);
+                return Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)));
+            }
             if batch::is_sqs_batch(&input) {
                 let follow_ups = queue::from_env(sdk)?;
                 let batch = handler::handle_batch(&app, follow_ups.as_ref(), &input, deadline);
@@ -190,6 +231,22 @@ async fn cli(cli: Cli, sdk: &aws_config::SdkConfig) -> Result<ExitCode, String> 
             let app = app(sdk).await?;
             let input = serde_json::json!({"action": "reconcile", "dryRun": dry_run});
             print_outcome(handle_within(&app, &input, deadline).await, dry_run)
+        }
+        Command::Audit {
+            output,
+            fix_logging,
+        } => {
+            let app = app(sdk).await?;
+            let options = eks_iam_sync::audit::AuditOptions { fix_logging };
+            let report = eks_iam_sync::audit::run(&app, options, deadline).await;
+            match output {
+                AuditOutput::Table => print!("{}", eks_iam_sync::audit::table(&report)),
+                AuditOutput::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+                ),
+            }
+            Ok(ExitCode::from(report.exit_code))
         }
         Command::Token {
             cluster_name,

@@ -265,18 +265,28 @@ async fn fan_out(
     invocation: &Invocation,
     deadline: Instant,
 ) -> Vec<ClusterReport> {
-    let mut done: Vec<(usize, ClusterReport)> = futures::stream::iter(targets.iter().enumerate())
-        .map(|(i, cluster)| async move {
-            (
-                i,
-                sync_cluster(app, cluster, desired, invocation.dry_run, deadline).await,
-            )
-        })
-        .buffer_unordered(app.config.max_concurrency.max(1))
+    unordered(targets, app.config.max_concurrency, |cluster| {
+        sync_cluster(app, cluster, desired, invocation.dry_run, deadline)
+    })
+    .await
+}
+
+/// `f` over every item, at most `concurrency` in flight, finishing in any order (one slow item
+/// holds only its own slot); the results in the items' order. The sync's fan-out and the
+/// audit's share it.
+pub async fn unordered<'a, T, R, F, Fut>(items: &'a [T], concurrency: usize, f: F) -> Vec<R>
+where
+    F: Fn(&'a T) -> Fut,
+    Fut: std::future::Future<Output = R>,
+{
+    let f = &f;
+    let mut done: Vec<(usize, R)> = futures::stream::iter(items.iter().enumerate())
+        .map(|(i, item)| async move { (i, f(item).await) })
+        .buffer_unordered(concurrency.max(1))
         .collect()
         .await;
     done.sort_by_key(|(i, _)| *i);
-    done.into_iter().map(|(_, report)| report).collect()
+    done.into_iter().map(|(_, r)| r).collect()
 }
 
 fn trigger_label(trigger: &Trigger) -> String {

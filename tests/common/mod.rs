@@ -33,7 +33,10 @@ pub fn app_with(bed: &TestBed, iam_endpoint: &str, eks_endpoint: &str) -> App {
     App {
         config,
         iam: Box::new(SdkIam::new(aws_sdk_iam::Client::new(&sdk(iam_endpoint)))),
-        clusters: Box::new(EksDirectory::new(sdk(eks_endpoint), DEFAULT_CACHE_TTL)),
+        clusters: Box::new(
+            EksDirectory::new(sdk(eks_endpoint), DEFAULT_CACHE_TTL)
+                .with_sts(sdk(&description.endpoints.sts)),
+        ),
         connector: Box::new(TokenConnector::new(credentials.clone())),
     }
 }

@@ -396,7 +396,10 @@ fn access_entry_arn(record: &ClusterRecord, principal: &Principal, seq: u64) -> 
 }
 
 /// The key under which `entries` holds the entry for the principal of `principal_arn`.
-fn entry_key(entries: &BTreeMap<String, AccessEntry>, principal_arn: &str) -> Option<String> {
+pub(super) fn entry_key(
+    entries: &BTreeMap<String, AccessEntry>,
+    principal_arn: &str,
+) -> Option<String> {
     if entries.contains_key(principal_arn) {
         return Some(principal_arn.to_owned());
     }
@@ -429,7 +432,7 @@ fn require_api_mode(record: &ClusterRecord) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn api_cluster<'s>(
+pub(super) fn api_cluster<'s>(
     state: &'s EmulatorState,
     scope: &Scope,
     cluster: &str,
@@ -439,7 +442,7 @@ fn api_cluster<'s>(
     Ok(record)
 }
 
-fn api_cluster_mut<'s>(
+pub(super) fn api_cluster_mut<'s>(
     state: &'s mut EmulatorState,
     scope: &Scope,
     cluster: &str,
@@ -449,7 +452,7 @@ fn api_cluster_mut<'s>(
     Ok(record)
 }
 
-fn not_found(cluster: &str) -> ApiError {
+pub(super) fn not_found(cluster: &str) -> ApiError {
     ApiError::AccessEntryNotFound {
         cluster: cluster.to_owned(),
     }
@@ -554,6 +557,8 @@ pub(super) fn delete(
 ) -> Result<AccessEntry, ApiError> {
     let record = api_cluster_mut(state, scope, cluster)?;
     let key = entry_key(&record.access_entries, principal_arn).ok_or_else(|| not_found(cluster))?;
+    // Its access policy associations go with it.
+    record.policies.remove(&key);
     record
         .access_entries
         .remove(&key)

@@ -15,8 +15,9 @@
 //! product assumes in another account act there), else the emulator's default account.
 //! Signatures are not verified.
 //!
-//! Besides clusters it keeps each cluster's access entries (see `access_entries`) and the
-//! tags of both (see `tagging`), with EKS's rules, so the product's access-entry backend and
+//! Besides clusters it keeps each cluster's access entries (see `access_entries`), their
+//! associated access policies (`access_policies`), its control-plane logging (`logging`,
+//! changed by UpdateClusterConfig) and the tags of clusters and entries (see `tagging`), with EKS's rules, so the product's access-entry backend and
 //! discovery meet the refusals they would meet on EKS.
 //!
 //! Tests and benchmarks observe the server through call counters per operation
@@ -32,14 +33,18 @@
 mod access_entries;
 #[cfg(test)]
 mod access_entry_tests;
+mod access_policies;
+#[cfg(test)]
+mod audit_tests;
 mod caller;
 mod error;
+mod logging;
 mod ops;
 mod tagging;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -48,7 +53,7 @@ use axum::body::Bytes;
 use axum::extract::{OriginalUri, Path, RawQuery, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures::future::BoxFuture;
 use serde_json::Value;
@@ -57,9 +62,11 @@ pub use access_entries::{
     AccessEntry, AccessEntryType, CreateAccessEntryRequest, UpdateAccessEntryRequest,
     DEFAULT_ACCESS_ENTRIES_LIMIT, RESERVED_PREFIXES,
 };
+pub use access_policies::AssociatedPolicy;
 use caller::Caller;
 use error::{error_response, ApiError};
 pub use error::{EksError, InjectedError};
+pub use logging::LOG_TYPES;
 
 /// How a cluster authenticates IAM principals: EKS `accessConfig.authenticationMode`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -245,6 +252,10 @@ struct ClusterRecord {
     created_at: f64,
     /// Keyed by the principal ARN the entry was created with.
     access_entries: BTreeMap<String, AccessEntry>,
+    /// The access policies of each entry (same key), by policy ARN.
+    policies: BTreeMap<String, BTreeMap<String, AssociatedPolicy>>,
+    /// The control-plane log types exported; none on a new cluster, as on EKS.
+    logging: BTreeSet<String>,
 }
 
 /// The operations the emulator serves; the names are the EKS API operation names used by
@@ -261,6 +272,9 @@ enum Op {
     UpdateAccessEntry,
     DeleteAccessEntry,
     ListAccessEntries,
+    UpdateClusterConfig,
+    AssociateAccessPolicy,
+    ListAssociatedAccessPolicies,
 }
 
 impl Op {
@@ -276,6 +290,9 @@ impl Op {
             Self::UpdateAccessEntry => "UpdateAccessEntry",
             Self::DeleteAccessEntry => "DeleteAccessEntry",
             Self::ListAccessEntries => "ListAccessEntries",
+            Self::UpdateClusterConfig => "UpdateClusterConfig",
+            Self::AssociateAccessPolicy => "AssociateAccessPolicy",
+            Self::ListAssociatedAccessPolicies => "ListAssociatedAccessPolicies",
         }
     }
 }
@@ -334,6 +351,8 @@ impl EksEmulator {
             created_at: epoch_seconds_now(),
             spec,
             access_entries: BTreeMap::new(),
+            policies: BTreeMap::new(),
+            logging: BTreeSet::new(),
         };
         self.write()
             .clusters
@@ -436,6 +455,42 @@ impl EksEmulator {
         )?)
     }
 
+    /// Sets the control-plane log types the cluster exports (the others off), as
+    /// UpdateClusterConfig would; false if there is no such cluster. Not counted.
+    pub fn set_logging(&self, account: &str, region: &str, name: &str, enabled: &[&str]) -> bool {
+        let mut state = self.write();
+        let record = state.cluster_mut(&Scope::new(account, region), name);
+        record
+            .map(|record| record.logging = enabled.iter().map(|t| t.to_string()).collect())
+            .is_ok()
+    }
+
+    /// The control-plane log types the cluster exports now.
+    pub fn logging(&self, account: &str, region: &str, name: &str) -> Option<BTreeSet<String>> {
+        let state = self.read();
+        let record = state.cluster(&Scope::new(account, region), name).ok()?;
+        Some(record.logging.clone())
+    }
+
+    /// The access policies associated with the cluster's entry for `principal_arn`, in policy
+    /// ARN order.
+    pub fn associated_policies(
+        &self,
+        account: &str,
+        region: &str,
+        cluster: &str,
+        principal_arn: &str,
+    ) -> Vec<AssociatedPolicy> {
+        let state = self.read();
+        let Ok(record) = state.cluster(&Scope::new(account, region), cluster) else {
+            return Vec::new();
+        };
+        access_entries::entry_key(&record.access_entries, principal_arn)
+            .and_then(|key| record.policies.get(&key))
+            .map(|policies| policies.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// The most access entries a cluster may hold (EKS's quota; 3,000 unless set).
     pub fn set_access_entries_limit(&self, limit: usize) {
         self.write().access_entries_limit = limit;
@@ -531,6 +586,14 @@ impl EksEmulator {
                 get(describe_access_entry)
                     .post(update_access_entry)
                     .delete(delete_access_entry),
+            )
+            .route(
+                "/clusters/{name}/update-config",
+                post(update_cluster_config),
+            )
+            .route(
+                "/clusters/{name}/access-entries/{principal}/access-policies",
+                get(list_associated_access_policies).post(associate_access_policy),
             )
             .route(
                 "/tags/{*arn}",
@@ -794,6 +857,52 @@ async fn delete_access_entry(
         &headers,
         Target::Cluster(&name),
         |scope| access_entries::delete_op(&mut eks.write(), scope, &name, &principal),
+    )
+    .await
+}
+
+async fn update_cluster_config(
+    State(eks): Emulator,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    eks.dispatch(
+        Op::UpdateClusterConfig,
+        &headers,
+        Target::Cluster(&name),
+        |scope| logging::update_config_op(&mut eks.write(), scope, &name, &body),
+    )
+    .await
+}
+
+async fn associate_access_policy(
+    State(eks): Emulator,
+    headers: HeaderMap,
+    Path((name, principal)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    eks.dispatch(
+        Op::AssociateAccessPolicy,
+        &headers,
+        Target::Cluster(&name),
+        |scope| access_policies::associate_op(&mut eks.write(), scope, &name, &principal, &body),
+    )
+    .await
+}
+
+async fn list_associated_access_policies(
+    State(eks): Emulator,
+    headers: HeaderMap,
+    Path((name, principal)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let query = query.unwrap_or_default();
+    eks.dispatch(
+        Op::ListAssociatedAccessPolicies,
+        &headers,
+        Target::Cluster(&name),
+        |scope| access_policies::list_op(&eks.read(), scope, &name, &principal, &query),
     )
     .await
 }

@@ -172,6 +172,7 @@ fn cluster_json(record: &ClusterRecord) -> Value {
         "platformVersion": PLATFORM_VERSION,
         "tags": spec.tags,
         "accessConfig": { "authenticationMode": spec.authentication_mode.as_str() },
+        "logging": super::logging::logging_json(&record.logging),
     })
 }
 
