@@ -31,5 +31,6 @@ pub mod iam;
 pub mod names;
 pub mod queue;
 pub mod report;
+pub mod roles;
 pub mod sync;
 pub mod token;
