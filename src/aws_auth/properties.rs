@@ -372,8 +372,8 @@ fn desired() -> impl Strategy<Value = Desired> {
 }
 
 /// The items of a text as (entry, node, text when located).
-fn read_items(text: &str) -> Vec<(Entry, Node, Option<String>)> {
-    let doc = document::read(text).expect("readable");
+fn read_items(text: &str) -> Vec<(Entry<UserArn>, Node, Option<String>)> {
+    let doc = document::read(text, "mapUsers").expect("readable");
     doc.entries
         .iter()
         .enumerate()
@@ -389,7 +389,7 @@ fn read_items(text: &str) -> Vec<(Entry, Node, Option<String>)> {
         .collect()
 }
 
-fn foreign(items: &[(Entry, Node, Option<String>)]) -> Vec<(Node, Option<String>)> {
+fn foreign(items: &[(Entry<UserArn>, Node, Option<String>)]) -> Vec<(Node, Option<String>)> {
     items
         .iter()
         .filter(|(entry, ..)| matches!(entry, Entry::Foreign { .. }))
@@ -397,7 +397,7 @@ fn foreign(items: &[(Entry, Node, Option<String>)]) -> Vec<(Node, Option<String>
         .collect()
 }
 
-fn owned(items: &[(Entry, Node, Option<String>)]) -> Vec<(UserArn, Node)> {
+fn owned(items: &[(Entry<UserArn>, Node, Option<String>)]) -> Vec<(UserArn, Node)> {
     items
         .iter()
         .filter_map(|(entry, ..)| match entry {
@@ -472,13 +472,17 @@ fn check(
         }
     }
     if result.map_users.is_some() {
-        let located = document::read(&text).unwrap().layout;
+        let located = document::read(&text, "mapUsers").unwrap().layout;
         if let Layout::Block { split, .. } = located {
             prop_assert!(after_text.starts_with(split.header));
             prop_assert!(after_text.ends_with(split.trailer));
         }
     }
-    let unlocated = document::read(&text).unwrap().layout.unlocated().is_some();
+    let unlocated = document::read(&text, "mapUsers")
+        .unwrap()
+        .layout
+        .unlocated()
+        .is_some();
     let claimed = |arn: &UserArn| {
         before_items
             .iter()
