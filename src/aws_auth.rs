@@ -237,11 +237,16 @@ pub fn merge_key<P: AwsAuthPrincipal>(
 
 /// A unified diff of `mapUsers` for a dry run or a log line; `before` is `None` when absent.
 pub fn unified_diff(cluster: &str, before: Option<&str>, after: &str) -> String {
+    unified_diff_of(cluster, MAP_USERS, before, after)
+}
+
+/// [`unified_diff`] of any data key (`mapRoles`).
+pub fn unified_diff_of(cluster: &str, key: &str, before: Option<&str>, after: &str) -> String {
     let before_header = match before {
-        Some(_) => format!("{cluster}: kube-system/aws-auth {MAP_USERS} (current)"),
-        None => format!("{cluster}: kube-system/aws-auth {MAP_USERS} (absent)"),
+        Some(_) => format!("{cluster}: kube-system/aws-auth {key} (current)"),
+        None => format!("{cluster}: kube-system/aws-auth {key} (absent)"),
     };
-    let after_header = format!("{cluster}: kube-system/aws-auth {MAP_USERS} (proposed)");
+    let after_header = format!("{cluster}: kube-system/aws-auth {key} (proposed)");
     similar::TextDiff::from_lines(before.unwrap_or(""), after)
         .unified_diff()
         .context_radius(3)

@@ -22,9 +22,13 @@ use futures::future::BoxFuture;
 use futures::StreamExt;
 
 pub use access_entry_writer::{
-    apply_access_entries, AccessEntryStore, EksAccessEntries, EntryError, DESCRIBE_CONCURRENCY,
+    apply_access_entries, apply_access_entries_with_roles, no_roles, AccessEntryStore,
+    EksAccessEntries, EntryError, DESCRIBE_CONCURRENCY,
 };
-pub use aws_auth_writer::{apply_aws_auth, ApplyOptions, AwsAuthStore, KubeAwsAuth, StoreError};
+pub use aws_auth_writer::{
+    apply_aws_auth, apply_aws_auth_with_roles, ApplyOptions, AwsAuthStore, KubeAwsAuth,
+    StoreError,
+};
 pub use retry::{Limits, DEFAULT_MAX_ATTEMPTS};
 
 use crate::backend::{self, Choice, Store};
