@@ -259,6 +259,74 @@ pub struct Resolved {
     pub found: BTreeMap<usize, Vec<IamRole>>,
 }
 
+/// Resolves the `roles` entries `scope` may concern in the account of `identity` (the role a
+/// cluster is reached through; `None`: the function's own account).
+///
+/// - `permissionSet`: one ListRoles with the path prefix [`SSO_ROLE_PATH_PREFIX`] (all pages)
+///   for every such entry, then the roles named `AWSReservedSSO_<set>_<suffix>`.
+/// - `roleArn`: GetRole by name. IAM's ARN (with its path) and `RoleId` are used when the role
+///   is in the configured account; a role of another account than the identity's cannot be
+///   looked up there and is mapped as configured, without a principal id; a role IAM does not
+///   have (NoSuchEntity in its own account) is mapped nowhere.
+pub async fn resolve(
+    iam: &dyn crate::iam::IamDirectory,
+    identity: Option<&str>,
+    roles: &[RoleMapping],
+    scope: &Scope,
+) -> Result<Resolved, crate::iam::IamError> {
+    let concerns = |role: &RoleMapping| match scope {
+        Scope::All => true,
+        Scope::Users(_) => false,
+        Scope::Roles(names) => names.iter().any(|n| role.may_name(n)),
+    };
+    let mut found = BTreeMap::new();
+    let mut sso: Option<Vec<IamRole>> = None;
+    let identity_account = identity.and_then(crate::config::role_account);
+    for (index, role) in roles.iter().enumerate() {
+        if !concerns(role) {
+            continue;
+        }
+        match (&role.role_arn, &role.permission_set) {
+            (_, Some(set)) => {
+                if sso.is_none() {
+                    sso = Some(iam.roles_under(identity, SSO_ROLE_PATH_PREFIX).await?);
+                }
+                let matching: Vec<IamRole> = sso
+                    .iter()
+                    .flatten()
+                    .filter(|r| is_sso_role_path(&r.path) && is_sso_role_of(set, &r.name))
+                    .cloned()
+                    .collect();
+                found.insert(index, matching);
+            }
+            (Some(arn), None) => {
+                let Ok(configured) = RoleArn::parse(arn) else {
+                    continue;
+                };
+                let as_configured = || IamRole {
+                    name: configured.role_name().to_owned(),
+                    arn: configured.to_string(),
+                    path: String::new(),
+                    id: String::new(),
+                };
+                let roles = match iam.role(identity, configured.role_name()).await? {
+                    Some(role) => match RoleArn::parse(&role.arn) {
+                        Ok(got) if got.account() == configured.account() => vec![role],
+                        _ => vec![as_configured()],
+                    },
+                    None if identity_account.is_some_and(|a| a != configured.account()) => {
+                        vec![as_configured()]
+                    }
+                    None => Vec::new(),
+                };
+                found.insert(index, roles);
+            }
+            (None, None) => {}
+        }
+    }
+    Ok(Resolved { found })
+}
+
 /// What to report about a resolution that found nothing, or more than one role.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Note {
@@ -311,8 +379,11 @@ pub fn desired(
             if !scope.covers_role(arn.role_name()) {
                 continue;
             }
-            let mapping = Mapping::new(role.username_for(&arn), role.kubernetes_groups.iter())
-                .for_principal(iam_role.id.clone());
+            let mapping = Mapping::new(role.username_for(&arn), role.kubernetes_groups.iter());
+            let mapping = match iam_role.id.as_str() {
+                "" => mapping,
+                id => mapping.for_principal(id),
+            };
             match entries.get_mut(&arn) {
                 Some((first, existing)) => {
                     if existing.username != mapping.username {
@@ -485,7 +556,10 @@ mod tests {
             "arn:aws:sts::111122223333:assumed-role/AWSReservedSSO_Admin_a1/{{SessionName}}"
         );
         assert_eq!(first.principal_id.as_deref(), Some("AROA1"));
-        let (none, notes) = super::desired(&roles, &Scope::All, &Resolved::default());
+        let nothing = Resolved {
+            found: BTreeMap::from([(0, vec![])]),
+        };
+        let (none, notes) = super::desired(&roles, &Scope::All, &nothing);
         assert!(none.entries.is_empty());
         assert_eq!(notes.len(), 1);
     }

@@ -345,10 +345,8 @@ async fn attempt(
     };
     report.added = plan.create.len() + role_plan.create.len();
     // A replaced entry is the same principal's access, made again: a change, not a removal.
-    report.changed = plan.update.len()
-        + plan.replace.len()
-        + role_plan.update.len()
-        + role_plan.replace.len();
+    report.changed =
+        plan.update.len() + plan.replace.len() + role_plan.update.len() + role_plan.replace.len();
     report.removed = plan.delete.len() + role_plan.delete.len();
     report.conflicts = plan
         .conflicts
