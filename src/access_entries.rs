@@ -668,6 +668,83 @@ mod tests {
         assert!(plan.is_empty());
     }
 
+    fn sso(suffix: &str) -> crate::desired::RoleArn {
+        crate::desired::RoleArn::parse(&format!(
+            "arn:aws:iam::{ACCOUNT}:role/aws-reserved/sso.amazonaws.com/AWSReservedSSO_Admin_{suffix}"
+        ))
+        .unwrap()
+    }
+
+    fn roles(scope: Scope, wanted: &[(&str, &str)]) -> Desired<crate::desired::RoleArn> {
+        Desired {
+            scope,
+            entries: wanted
+                .iter()
+                .map(|(suffix, id)| {
+                    (
+                        sso(suffix),
+                        Mapping::new("a:{{SessionName}}", ["devs"]).for_principal(*id),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn the_same_planner_maps_roles_with_their_path_and_leaves_users_alone() {
+        let current = [
+            ExistingEntry::owned(arn("alice").as_str(), "alice", ["devs"]),
+            ExistingEntry::unowned(
+                "arn:aws:iam::123456789012:role/node",
+                "system:node:{{EC2PrivateDNSName}}",
+                ["system:nodes"],
+            ),
+        ];
+        let plan = plan(&current, &roles(Scope::All, &[("0a", "AROA1")])).unwrap();
+        assert_eq!(plan.create.len(), 1);
+        assert_eq!(plan.create[0].0.as_str(), sso("0a").as_str());
+        assert!(plan.delete.is_empty() && plan.update.is_empty(), "{plan:?}");
+        // And the user planner leaves role entries alone.
+        let owned_role = ExistingEntry::owned(sso("0a").as_str(), "a:{{SessionName}}", ["devs"])
+            .for_principal("AROA1");
+        let users = plan_users(&[owned_role.clone()]);
+        assert!(users.is_empty());
+    }
+
+    fn plan_users(current: &[ExistingEntry]) -> Plan {
+        plan(current, &desired(Scope::All, &[])).unwrap()
+    }
+
+    #[test]
+    fn a_reassigned_permission_set_replaces_the_old_role_entry() {
+        let old = ExistingEntry::owned(sso("0a").as_str(), "a:{{SessionName}}", ["devs"])
+            .for_principal("AROA1");
+        let hand = ExistingEntry::unowned(sso("hand").as_str(), "shared", ["devs"]);
+        let want = roles(Scope::All, &[("1b", "AROA2"), ("hand", "AROA3")]);
+        let plan = plan(&[old.clone(), hand], &want).unwrap();
+        assert_eq!(plan.create[0].0, sso("1b"));
+        assert_eq!(plan.delete[0].principal, old.principal_arn);
+        assert_eq!(plan.conflicts, [sso("hand")]);
+        // A role event for another role leaves it alone; one for the old role removes it.
+        let other = roles(Scope::Roles(["x".to_string()].into()), &[]);
+        assert!(super::plan(std::slice::from_ref(&old), &other)
+            .unwrap()
+            .is_empty());
+        let this = roles(
+            Scope::Roles(["awsreservedsso_admin_0a".to_string()].into()),
+            &[],
+        );
+        assert_eq!(super::plan(&[old], &this).unwrap().delete.len(), 1);
+    }
+
+    #[test]
+    fn a_recreated_role_is_replaced() {
+        let old = ExistingEntry::owned(sso("0a").as_str(), "a:{{SessionName}}", ["devs"])
+            .for_principal("AROA1");
+        let plan = plan(&[old], &roles(Scope::All, &[("0a", "AROA9")])).unwrap();
+        assert_eq!(plan.replace.len(), 1);
+    }
+
     #[test]
     fn reserved_prefixes_are_refused_naming_principal_and_value() {
         for bad in ["system:masters", "eks:x", "aws:x", "amazon:x", "iam:x"] {
