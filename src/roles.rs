@@ -30,9 +30,11 @@ use serde::{Deserialize, Serialize};
 use crate::access_entries::RESERVED_PREFIXES;
 use crate::desired::{Desired, Mapping, RoleArn, Scope};
 
-/// The path IAM Identity Center creates its roles under, in every account it provisions
-/// (IAM Identity Center user guide, "Using service-linked roles" / "Referencing permission sets
-/// in resource policies": `/aws-reserved/sso.amazonaws.com/`, optionally followed by a region).
+/// The path IAM Identity Center creates its roles under, in every account it provisions (IAM
+/// Identity Center user guide, "Referencing permission sets in resource policies, Amazon EKS,
+/// and AWS KMS": `role/aws-reserved/sso.amazonaws.com/<region>/AWSReservedSSO_<set>_<suffix>`,
+/// the region segment absent for older instances; "Using service-linked roles": its role may
+/// CreateRole and DeleteRole only on this path with the name prefix `AWSReservedSSO_`).
 pub const SSO_ROLE_PATH_PREFIX: &str = "/aws-reserved/sso.amazonaws.com/";
 /// Identity Center role names: `AWSReservedSSO_<permission set name>_<suffix>`.
 pub const SSO_ROLE_NAME_PREFIX: &str = "AWSReservedSSO_";

@@ -101,11 +101,17 @@ fn account_of(bed: &TestBed, cluster: &str) -> String {
     bed.cluster(cluster).unwrap().account_id.clone()
 }
 
-/// Creates the Identity Center role of [`SET`] in `account` with `suffix`; returns its ARN.
+/// Creates the Identity Center role of [`SET`] in `account` with `suffix`, under the Identity
+/// Center path (newer instances add their region to it); returns its ARN.
 async fn sso_role(bed: &TestBed, account: &str, suffix: &str) -> String {
     let name = format!("AWSReservedSSO_{SET}_{suffix}");
+    let path = if account == OTHER_ACCOUNT {
+        format!("{SSO_PATH}eu-west-2/")
+    } else {
+        SSO_PATH.to_owned()
+    };
     bed.seeder_in(account)
-        .create_role_at(&name, SSO_PATH)
+        .create_role_at(&name, &path)
         .await
         .unwrap()
         .0
