@@ -707,7 +707,7 @@ mod tests {
         // And the user planner leaves role entries alone.
         let owned_role = ExistingEntry::owned(sso("0a").as_str(), "a:{{SessionName}}", ["devs"])
             .for_principal("AROA1");
-        let users = plan_users(&[owned_role.clone()]);
+        let users = plan_users(std::slice::from_ref(&owned_role));
         assert!(users.is_empty());
     }
 
