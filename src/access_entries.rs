@@ -42,7 +42,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use crate::desired::{Desired, Mapping, UserArn};
+use crate::desired::{Desired, Mapping, Principal, UserArn};
 
 /// The tag key that marks an access entry as this tool's. Set at creation (CreateAccessEntry
 /// carries tags), so an entry is never ours without it.
@@ -162,12 +162,12 @@ impl fmt::Display for ReplaceReason {
 /// An owned entry deleted and created again for the same ARN, so that EKS binds it to the
 /// principal IAM reports now. The delete comes first: EKS holds one entry per principal ARN.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Replacement {
+pub struct Replacement<P = UserArn> {
     /// The principal ARN as EKS holds it (the key for DeleteAccessEntry).
     pub principal: String,
     pub before: Mapping,
     /// The ARN the new entry is created with, and its mapping (with the new principal id).
-    pub arn: UserArn,
+    pub arn: P,
     pub after: Mapping,
     pub reason: ReplaceReason,
 }
@@ -181,21 +181,33 @@ pub struct Removal {
 }
 
 /// What to do to one cluster. Conflicts need no call; they are reported.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Plan {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan<P = UserArn> {
     /// New entries, sorted by ARN, each created with the ownership tag.
-    pub create: Vec<(UserArn, Mapping)>,
+    pub create: Vec<(P, Mapping)>,
     /// Sorted by desired ARN.
     pub update: Vec<Update>,
     /// Sorted by principal.
     pub delete: Vec<Removal>,
     /// Sorted by desired ARN: entries bound to a principal IAM no longer has under that ARN.
-    pub replace: Vec<Replacement>,
-    /// Desired users who already have an entry without the ownership tag; left as they are.
-    pub conflicts: Vec<UserArn>,
+    pub replace: Vec<Replacement<P>>,
+    /// Desired principals who already have an entry without the ownership tag; left as they are.
+    pub conflicts: Vec<P>,
 }
 
-impl Plan {
+impl<P> Default for Plan<P> {
+    fn default() -> Self {
+        Plan {
+            create: Vec::new(),
+            update: Vec::new(),
+            delete: Vec::new(),
+            replace: Vec::new(),
+            conflicts: Vec::new(),
+        }
+    }
+}
+
+impl<P: Principal> Plan<P> {
     /// Whether the plan makes no call: nothing to create, update or delete.
     pub fn is_empty(&self) -> bool {
         self.create.is_empty()
@@ -249,7 +261,8 @@ fn show(mapping: &Mapping) -> String {
 /// A desired mapping EKS would refuse.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
-    pub principal: UserArn,
+    /// The principal's ARN.
+    pub principal: String,
     /// `user name` or `Kubernetes group`.
     pub what: &'static str,
     pub value: String,
@@ -287,28 +300,30 @@ fn join(refusals: &[Refusal]) -> String {
 /// Whether the entry of `principal` (from ListAccessEntries) must be described for this run:
 /// only IAM users this run decides about. Every other entry is irrelevant to [`plan`], so
 /// leaving it undescribed saves a call per entry without changing the plan.
-pub fn needs_describe(principal: &str, desired: &Desired) -> bool {
-    match UserArn::parse(principal) {
-        Ok(arn) => desired.in_scope(&arn) || desired.entries.keys().any(|d| d.matches(principal)),
-        Err(_) => false,
+pub fn needs_describe<P: Principal>(principal: &str, desired: &Desired<P>) -> bool {
+    match P::parse_principal(principal) {
+        Some(arn) => desired.in_scope(&arn) || desired.entries.keys().any(|d| d.matches(principal)),
+        None => false,
     }
 }
 
 /// Plans the calls that bring `current` (the described entries; others may be left out, see
 /// [`needs_describe`]) in step with `desired`.
-pub fn plan(current: &[ExistingEntry], desired: &Desired) -> Result<Plan, PlanError> {
+///
+/// One planner for both kinds of principal: IAM users (`Desired`) and IAM roles
+/// (`Desired<RoleArn>`); entries of the other kind are not looked at.
+pub fn plan<P: Principal>(
+    current: &[ExistingEntry],
+    desired: &Desired<P>,
+) -> Result<Plan<P>, PlanError> {
     let refusals = refusals(desired);
     if !refusals.is_empty() {
         return Err(PlanError::Reserved { refusals });
     }
-    // Only IAM user principals are ever ours to decide about.
-    let users: Vec<(UserArn, &ExistingEntry)> = current
+    // Only principals of this kind are ours to decide about here.
+    let users: Vec<(P, &ExistingEntry)> = current
         .iter()
-        .filter_map(|entry| {
-            UserArn::parse(&entry.principal_arn)
-                .ok()
-                .map(|arn| (arn, entry))
-        })
+        .filter_map(|entry| P::parse_principal(&entry.principal_arn).map(|arn| (arn, entry)))
         .collect();
     let mut plan = Plan::default();
     let mut kept: BTreeSet<&str> = BTreeSet::new();
@@ -387,7 +402,7 @@ fn replace_reason(entry: &ExistingEntry, wanted: &Mapping) -> Option<ReplaceReas
 }
 
 /// Every desired user name and group EKS would refuse.
-fn refusals(desired: &Desired) -> Vec<Refusal> {
+fn refusals<P: Principal>(desired: &Desired<P>) -> Vec<Refusal> {
     let reserved = |value: &str| {
         RESERVED_PREFIXES
             .iter()
@@ -401,7 +416,7 @@ fn refusals(desired: &Desired) -> Vec<Refusal> {
         for (what, value) in names {
             if let Some(prefix) = reserved(value) {
                 refusals.push(Refusal {
-                    principal: arn.clone(),
+                    principal: arn.to_string(),
                     what,
                     value: value.clone(),
                     prefix,
@@ -651,6 +666,83 @@ mod tests {
         );
         let plan = plan(&[role], &desired(Scope::All, &[])).unwrap();
         assert!(plan.is_empty());
+    }
+
+    fn sso(suffix: &str) -> crate::desired::RoleArn {
+        crate::desired::RoleArn::parse(&format!(
+            "arn:aws:iam::{ACCOUNT}:role/aws-reserved/sso.amazonaws.com/AWSReservedSSO_Admin_{suffix}"
+        ))
+        .unwrap()
+    }
+
+    fn roles(scope: Scope, wanted: &[(&str, &str)]) -> Desired<crate::desired::RoleArn> {
+        Desired {
+            scope,
+            entries: wanted
+                .iter()
+                .map(|(suffix, id)| {
+                    (
+                        sso(suffix),
+                        Mapping::new("a:{{SessionName}}", ["devs"]).for_principal(*id),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn the_same_planner_maps_roles_with_their_path_and_leaves_users_alone() {
+        let current = [
+            ExistingEntry::owned(arn("alice").as_str(), "alice", ["devs"]),
+            ExistingEntry::unowned(
+                "arn:aws:iam::123456789012:role/node",
+                "system:node:{{EC2PrivateDNSName}}",
+                ["system:nodes"],
+            ),
+        ];
+        let plan = plan(&current, &roles(Scope::All, &[("0a", "AROA1")])).unwrap();
+        assert_eq!(plan.create.len(), 1);
+        assert_eq!(plan.create[0].0.as_str(), sso("0a").as_str());
+        assert!(plan.delete.is_empty() && plan.update.is_empty(), "{plan:?}");
+        // And the user planner leaves role entries alone.
+        let owned_role = ExistingEntry::owned(sso("0a").as_str(), "a:{{SessionName}}", ["devs"])
+            .for_principal("AROA1");
+        let users = plan_users(std::slice::from_ref(&owned_role));
+        assert!(users.is_empty());
+    }
+
+    fn plan_users(current: &[ExistingEntry]) -> Plan {
+        plan(current, &desired(Scope::All, &[])).unwrap()
+    }
+
+    #[test]
+    fn a_reassigned_permission_set_replaces_the_old_role_entry() {
+        let old = ExistingEntry::owned(sso("0a").as_str(), "a:{{SessionName}}", ["devs"])
+            .for_principal("AROA1");
+        let hand = ExistingEntry::unowned(sso("hand").as_str(), "shared", ["devs"]);
+        let want = roles(Scope::All, &[("1b", "AROA2"), ("hand", "AROA3")]);
+        let plan = plan(&[old.clone(), hand], &want).unwrap();
+        assert_eq!(plan.create[0].0, sso("1b"));
+        assert_eq!(plan.delete[0].principal, old.principal_arn);
+        assert_eq!(plan.conflicts, [sso("hand")]);
+        // A role event for another role leaves it alone; one for the old role removes it.
+        let other = roles(Scope::Roles(["x".to_string()].into()), &[]);
+        assert!(super::plan(std::slice::from_ref(&old), &other)
+            .unwrap()
+            .is_empty());
+        let this = roles(
+            Scope::Roles(["awsreservedsso_admin_0a".to_string()].into()),
+            &[],
+        );
+        assert_eq!(super::plan(&[old], &this).unwrap().delete.len(), 1);
+    }
+
+    #[test]
+    fn a_recreated_role_is_replaced() {
+        let old = ExistingEntry::owned(sso("0a").as_str(), "a:{{SessionName}}", ["devs"])
+            .for_principal("AROA1");
+        let plan = plan(&[old], &roles(Scope::All, &[("0a", "AROA9")])).unwrap();
+        assert_eq!(plan.replace.len(), 1);
     }
 
     #[test]

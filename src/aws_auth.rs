@@ -71,10 +71,30 @@ mod tests;
 
 use std::collections::BTreeMap;
 
-use crate::desired::{Desired, UserArn};
+use crate::desired::{Desired, Principal, RoleArn, UserArn};
 
 use entry::Meaning;
 pub use view::{read_paths, AwsAuthPaths, MappedArn};
+
+/// A kind of principal aws-auth maps, and where: IAM users in `mapUsers` under `userarn`, IAM
+/// roles in `mapRoles` under `rolearn` (aws-iam-authenticator `pkg/config` `UserMapping`,
+/// `RoleMapping`). Both keys are read, planned and written by the same code.
+pub trait AwsAuthPrincipal: Principal {
+    /// The data key of the ConfigMap.
+    const KEY: &'static str;
+    /// The entry field holding the ARN.
+    const ARN_FIELD: &'static str;
+}
+
+impl AwsAuthPrincipal for UserArn {
+    const KEY: &'static str = MAP_USERS;
+    const ARN_FIELD: &'static str = USERARN_KEY;
+}
+
+impl AwsAuthPrincipal for RoleArn {
+    const KEY: &'static str = MAP_ROLES;
+    const ARN_FIELD: &'static str = "rolearn";
+}
 
 /// The key of the ownership marker inside a `mapUsers` entry. aws-iam-authenticator unmarshals
 /// entries non-strictly and ignores unknown keys, so the marker is invisible to authentication;
@@ -83,8 +103,10 @@ pub const MANAGED_BY_KEY: &str = "managedBy";
 /// The value of the ownership marker. Entries with any other value belong to someone else.
 pub const MANAGED_BY_VALUE: &str = "eks-iam-sync";
 
-/// The data key this module computes.
+/// The data key of the users this module computes.
 pub const MAP_USERS: &str = "mapUsers";
+/// The data key of the roles this module computes.
+pub const MAP_ROLES: &str = "mapRoles";
 
 const USERARN_KEY: &str = "userarn";
 
@@ -94,49 +116,69 @@ pub enum AwsAuthError {
     /// The value does not parse. The authenticator then ignores the whole key (it grants
     /// nothing), and any write would have to rewrite text that cannot be read.
     #[error(
-        "aws-auth mapUsers does not parse, so nothing was written (the authenticator ignores \
+        "aws-auth {key} does not parse, so nothing was written (the authenticator ignores \
          the whole key while it is broken; fix the YAML): {detail}"
     )]
-    Unreadable { detail: String },
+    Unreadable { key: &'static str, detail: String },
     /// The value parses but is not a list of entries.
     #[error(
-        "aws-auth mapUsers is {found}, not a list, so nothing was written; make it a YAML list \
+        "aws-auth {key} is {found}, not a list, so nothing was written; make it a YAML list \
          of entries"
     )]
-    NotAList { found: &'static str },
+    NotAList {
+        key: &'static str,
+        found: &'static str,
+    },
     /// Part of the merge was held back; everything else (every revocation it could locate) was
     /// applied.
-    #[error("aws-auth mapUsers: {}", reasons.join("; "))]
+    #[error("aws-auth {key}: {}", reasons.join("; "))]
     Blocked {
+        key: &'static str,
         reasons: Vec<String>,
-        /// Desired users whose entry was not written or widened.
-        held_back: Vec<UserArn>,
+        /// Desired principals (ARNs) whose entry was not written or widened.
+        held_back: Vec<String>,
     },
 }
 
-/// The result of merging a [`Desired`] set into one cluster's aws-auth.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Merge {
-    /// The new `mapUsers` value; `None` when the entries would not change, meaning: do not write.
+/// The result of merging a [`Desired`] set into one cluster's aws-auth (`mapUsers` for users,
+/// `mapRoles` for roles: [`AwsAuthPrincipal::KEY`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Merge<P = UserArn> {
+    /// The new value of the key (`mapUsers`, or `mapRoles` for roles); `None` when the entries
+    /// would not change, meaning: do not write.
     pub map_users: Option<String>,
     /// The current `mapUsers` value, for diffs; `None` when the key (or the ConfigMap) is absent.
     pub previous: Option<String>,
     /// Owned entries that appear.
-    pub added: Vec<UserArn>,
+    pub added: Vec<P>,
     /// Owned entries that disappear.
-    pub removed: Vec<UserArn>,
+    pub removed: Vec<P>,
     /// Owned entries whose content changes (username, groups, or a hand edit being undone).
-    pub changed: Vec<UserArn>,
-    /// Desired users that already have an entry this tool does not own; left as they are.
-    pub conflicts: Vec<UserArn>,
+    pub changed: Vec<P>,
+    /// Desired principals that already have an entry this tool does not own; left as they are.
+    pub conflicts: Vec<P>,
     /// What could not be done, and why ([`AwsAuthError::Blocked`]); `map_users` still holds
     /// whatever could be done safely, which the caller writes before it reports the cluster as
     /// failed with this reason.
     pub blocked: Option<AwsAuthError>,
 }
 
-impl Merge {
-    /// Whether the caller has to write `mapUsers`.
+impl<P> Default for Merge<P> {
+    fn default() -> Self {
+        Merge {
+            map_users: None,
+            previous: None,
+            added: Vec::new(),
+            removed: Vec::new(),
+            changed: Vec::new(),
+            conflicts: Vec::new(),
+            blocked: None,
+        }
+    }
+}
+
+impl<P> Merge<P> {
+    /// Whether the caller has to write the key.
     pub fn writes(&self) -> bool {
         self.map_users.is_some()
     }
@@ -156,13 +198,33 @@ pub fn merge(
     current: Option<&BTreeMap<String, String>>,
     desired: &Desired,
 ) -> Result<Merge, AwsAuthError> {
-    let previous = current.and_then(|data| data.get(MAP_USERS)).cloned();
-    let document = document::read(previous.as_deref().unwrap_or_default())?;
+    merge_key(current, desired)
+}
+
+/// [`merge`] for roles, into `mapRoles`: one entry per role, under its ARN without the path
+/// ([`Desired::without_paths`]), since the authenticator matches only that. Everything else in
+/// `mapRoles` (node roles, the tool's own role, hand entries) keeps its bytes; a hand entry for
+/// the same role is a conflict.
+pub fn merge_roles(
+    current: Option<&BTreeMap<String, String>>,
+    desired: &Desired<RoleArn>,
+) -> Result<Merge<RoleArn>, AwsAuthError> {
+    merge_key(current, &desired.without_paths())
+}
+
+/// The one merge behind [`merge`] and [`merge_roles`], for the key of `P`.
+pub fn merge_key<P: AwsAuthPrincipal>(
+    current: Option<&BTreeMap<String, String>>,
+    desired: &Desired<P>,
+) -> Result<Merge<P>, AwsAuthError> {
+    let previous = current.and_then(|data| data.get(P::KEY)).cloned();
+    let document = document::read(previous.as_deref().unwrap_or_default(), P::KEY)?;
     let decision = plan::decide(&document, previous.is_some(), desired);
     let (added, removed, changed) = changes(&decision.owned_before, &decision.owned_after);
     let blocked = (!decision.reasons.is_empty()).then_some(AwsAuthError::Blocked {
+        key: P::KEY,
         reasons: decision.reasons,
-        held_back: decision.held_back,
+        held_back: decision.held_back.iter().map(ToString::to_string).collect(),
     });
     Ok(Merge {
         map_users: decision.text,
@@ -177,11 +239,16 @@ pub fn merge(
 
 /// A unified diff of `mapUsers` for a dry run or a log line; `before` is `None` when absent.
 pub fn unified_diff(cluster: &str, before: Option<&str>, after: &str) -> String {
+    unified_diff_of(cluster, MAP_USERS, before, after)
+}
+
+/// [`unified_diff`] of any data key (`mapRoles`).
+pub fn unified_diff_of(cluster: &str, key: &str, before: Option<&str>, after: &str) -> String {
     let before_header = match before {
-        Some(_) => format!("{cluster}: kube-system/aws-auth {MAP_USERS} (current)"),
-        None => format!("{cluster}: kube-system/aws-auth {MAP_USERS} (absent)"),
+        Some(_) => format!("{cluster}: kube-system/aws-auth {key} (current)"),
+        None => format!("{cluster}: kube-system/aws-auth {key} (absent)"),
     };
-    let after_header = format!("{cluster}: kube-system/aws-auth {MAP_USERS} (proposed)");
+    let after_header = format!("{cluster}: kube-system/aws-auth {key} (proposed)");
     similar::TextDiff::from_lines(before.unwrap_or(""), after)
         .unified_diff()
         .context_radius(3)
@@ -191,12 +258,12 @@ pub fn unified_diff(cluster: &str, before: Option<&str>, after: &str) -> String 
 
 /// Added, removed and changed owned ARNs, each sorted. ARNs are grouped case-insensitively;
 /// a change in meaning, or duplicates collapsing into one entry, count as a change.
-fn changes(
-    before: &[(UserArn, Meaning)],
-    after: &[(UserArn, Meaning)],
-) -> (Vec<UserArn>, Vec<UserArn>, Vec<UserArn>) {
-    let group = |entries: &[(UserArn, Meaning)]| {
-        let mut grouped: BTreeMap<String, (UserArn, Vec<Meaning>)> = BTreeMap::new();
+fn changes<P: Principal>(
+    before: &[(P, Meaning)],
+    after: &[(P, Meaning)],
+) -> (Vec<P>, Vec<P>, Vec<P>) {
+    let group = |entries: &[(P, Meaning)]| {
+        let mut grouped: BTreeMap<String, (P, Vec<Meaning>)> = BTreeMap::new();
         for (arn, meaning) in entries {
             let slot = grouped
                 .entry(arn.as_str().to_ascii_lowercase())
@@ -207,17 +274,17 @@ fn changes(
         grouped
     };
     let (before, after) = (group(before), group(after));
-    let mut added: Vec<UserArn> = after
+    let mut added: Vec<P> = after
         .iter()
         .filter(|(key, _)| !before.contains_key(*key))
         .map(|(_, (arn, _))| arn.clone())
         .collect();
-    let mut removed: Vec<UserArn> = before
+    let mut removed: Vec<P> = before
         .iter()
         .filter(|(key, _)| !after.contains_key(*key))
         .map(|(_, (arn, _))| arn.clone())
         .collect();
-    let mut changed: Vec<UserArn> = after
+    let mut changed: Vec<P> = after
         .iter()
         .filter(|(key, (_, values))| before.get(*key).is_some_and(|(_, old)| old != values))
         .map(|(_, (arn, _))| arn.clone())

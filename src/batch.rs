@@ -146,6 +146,11 @@ pub fn union(runs: Vec<Invocation>) -> Option<Invocation> {
                 a.extend(b);
                 Trigger::Users(a)
             }
+            (Trigger::Roles(mut a), Trigger::Roles(b)) => {
+                a.extend(b);
+                Trigger::Roles(a)
+            }
+            // Users and roles in one batch: a full reconcile covers both.
             _ => Trigger::All,
         };
         merged.clusters = match (merged.clusters, run.clusters) {
@@ -391,11 +396,12 @@ mod tests {
             let any_all = runs.iter().any(|r| r.trigger == Trigger::All);
             match &merged.trigger {
                 Trigger::All => prop_assert!(any_all),
+                Trigger::Roles(_) => prop_assert!(false, "a_run makes no role runs"),
                 Trigger::Users(users) => {
                     prop_assert!(!any_all);
                     let wanted: BTreeSet<String> = runs.iter().flat_map(|r| match &r.trigger {
                         Trigger::Users(u) => u.clone(),
-                        Trigger::All => BTreeSet::new(),
+                        Trigger::Roles(_) | Trigger::All => BTreeSet::new(),
                     }).collect();
                     prop_assert_eq!(users, &wanted);
                 }

@@ -106,6 +106,10 @@ pub struct Config {
     /// a role's path ignored.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub service_identities: Vec<String>,
+    /// IAM roles (by ARN, or by IAM Identity Center permission set) mapped to Kubernetes groups
+    /// under a user name that names the session; see [`crate::roles`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<crate::roles::RoleMapping>,
 }
 
 /// Members of one IAM group get these Kubernetes groups.
@@ -276,6 +280,7 @@ impl Default for Config {
             create_missing_aws_auth: default_create_missing_aws_auth(),
             allow_system_masters: false,
             service_identities: Vec::new(),
+            roles: Vec::new(),
         }
     }
 }
@@ -413,6 +418,7 @@ impl Config {
         self.validate_discovery(&mut problems);
         self.validate_username_template(&mut problems);
         self.validate_service_identities(&mut problems);
+        self.validate_roles(&mut problems);
         if !(1..=MAX_CONCURRENCY).contains(&self.max_concurrency) {
             problems.add(
                 "maxConcurrency",
@@ -459,6 +465,21 @@ impl Config {
                         &path,
                         format!("{group:?} duplicates groups[{i}].kubernetesGroups[{first}]"),
                     );
+                }
+            }
+        }
+    }
+
+    /// `roles`: the entry's own rules ([`crate::roles::entry_problems`]), and its Kubernetes
+    /// groups as `groups[].kubernetesGroups`.
+    fn validate_roles(&self, problems: &mut Problems) {
+        for (i, role) in self.roles.iter().enumerate() {
+            for (path, message) in crate::roles::entry_problems(i, role) {
+                problems.add(path, message);
+            }
+            for (k, group) in role.kubernetes_groups.iter().enumerate() {
+                if let Some(message) = self.kubernetes_group_problem(group) {
+                    problems.add(format!("roles[{i}].kubernetesGroups[{k}]"), message);
                 }
             }
         }
@@ -866,6 +887,38 @@ clusters:
         Config::parse(MINIMAL).expect("minimal config is valid")
     }
 
+    #[test]
+    fn roles_parse_and_every_problem_names_its_field() {
+        let ok = format!(
+            "{MINIMAL}roles:\n  - {{roleArn: 'arn:aws:iam::111122223333:role/eks-cluster-admin', kubernetesGroups: [platform-admins], usernameTemplate: 'admin:{{{{SessionName}}}}'}}\n  - {{permissionSet: AdministratorAccess, kubernetesGroups: [developers]}}\n"
+        );
+        let config = Config::parse(&ok).unwrap();
+        assert_eq!(config.roles.len(), 2);
+        assert_eq!(
+            config.roles[1].permission_set.as_deref(),
+            Some("AdministratorAccess")
+        );
+        let bad = format!(
+            "{MINIMAL}roles:\n  - {{permissionSet: A, kubernetesGroups: []}}\n  - {{permissionSet: B, kubernetesGroups: ['system:nodes'], usernameTemplate: eks-cluster-admin}}\n"
+        );
+        let found = problems(&serde_yaml_ng::from_str::<Config>(&bad).unwrap());
+        assert!(
+            found
+                .iter()
+                .any(|p| p.starts_with("roles[1].usernameTemplate:") && p.contains("untraceable")),
+            "{found:?}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|p| p.starts_with("roles[1].kubernetesGroups[0]:")),
+            "{found:?}"
+        );
+        let unknown =
+            format!("{MINIMAL}roles:\n  - {{permissionSet: A, kubernetesGroups: [], extra: 1}}\n");
+        assert!(Config::parse(&unknown).is_err());
+    }
+
     /// The problems `config` has, as `path: message` lines.
     fn problems(config: &Config) -> Vec<String> {
         match config.validate() {
@@ -936,6 +989,7 @@ clusters:
                 create_missing_aws_auth: true,
                 allow_system_masters: false,
                 service_identities: vec![],
+                roles: vec![],
             }
         );
         assert_eq!(

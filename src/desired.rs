@@ -32,7 +32,7 @@ const MAX_USER_NAME_LEN: usize = 64;
 /// Why a string is not an IAM user ARN.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ArnError {
-    #[error("`{arn}` is not an IAM user ARN (expected arn:<partition>:iam::<12-digit account>:user/[path/]name): {reason}")]
+    #[error("`{arn}` is not a valid IAM principal ARN (expected arn:<partition>:iam::<12-digit account>:user/[path/]name or :role/[path/]name): {reason}")]
     Invalid { arn: String, reason: &'static str },
 }
 
@@ -151,6 +151,117 @@ impl std::str::FromStr for UserArn {
     }
 }
 
+/// An IAM role ARN, e.g. `arn:aws:iam::123456789012:role/aws-reserved/sso.amazonaws.com/AWSReservedSSO_Admin_0123abcd`.
+///
+/// Kept as written, path included: an access entry takes the ARN with its path (EKS user guide,
+/// "Create access entries": "If the ARN is for an IAM role, it can include a path. ARNs in
+/// aws-auth ConfigMap entries, can't include a path"), while aws-auth needs
+/// [`RoleArn::without_path`].
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct RoleArn(String);
+
+/// Longest IAM role name IAM accepts.
+const MAX_ROLE_NAME_LEN: usize = 64;
+
+impl RoleArn {
+    /// Validates `arn` as an IAM role ARN in any partition.
+    pub fn parse(arn: &str) -> Result<Self, ArnError> {
+        let invalid = |reason| ArnError::Invalid {
+            arn: arn.to_string(),
+            reason,
+        };
+        let parts: Vec<&str> = arn.splitn(6, ':').collect();
+        let ["arn", partition, "iam", "", account, resource] = parts.as_slice() else {
+            return Err(invalid(
+                "not of the form arn:<partition>:iam::<account>:<resource>",
+            ));
+        };
+        if partition.is_empty()
+            || !partition
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b == b'-')
+        {
+            return Err(invalid("the partition is not a lowercase name like `aws`"));
+        }
+        if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(invalid("the account is not 12 digits"));
+        }
+        let Some(path_and_name) = resource.strip_prefix("role/") else {
+            return Err(invalid("the resource is not `role/...`"));
+        };
+        let mut segments: Vec<&str> = path_and_name.split('/').collect();
+        let name = segments.pop().unwrap_or_default();
+        if !(1..=MAX_ROLE_NAME_LEN).contains(&name.len())
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b))
+        {
+            return Err(invalid(
+                "the role name is not 1-64 of the characters A-Z a-z 0-9 + = , . @ _ -",
+            ));
+        }
+        if !segments.iter().all(|s| is_valid_path_segment(s)) {
+            return Err(invalid("the path has an empty or non-printable segment"));
+        }
+        Ok(Self(arn.to_string()))
+    }
+
+    /// The role name, the last path segment: what a role event names.
+    pub fn role_name(&self) -> &str {
+        self.0.rsplit('/').next().unwrap_or_default()
+    }
+
+    /// The 12-digit account.
+    pub fn account(&self) -> &str {
+        self.0.split(':').nth(4).unwrap_or_default()
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// `arn:P:iam::ACCOUNT:role/NAME`: the ARN without its path, as aws-iam-authenticator
+    /// canonicalises a role session's ARN (pkg/arn `Canonicalize`, `StripPath`).
+    pub fn without_path(&self) -> RoleArn {
+        let head = self.0.split(":role/").next().unwrap_or_default();
+        RoleArn(format!("{head}:role/{}", self.role_name()))
+    }
+
+    /// EKS's own user name for a role access entry given none: the STS ARN of the role's
+    /// sessions, path removed, with `{{SessionName}}` (EKS user guide, "Set a custom username
+    /// for EKS access entries", Default username generation). It names the session, so it is
+    /// the default of `roles[].usernameTemplate` in both stores.
+    pub fn default_username(&self) -> String {
+        let partition = self.0.split(':').nth(1).unwrap_or("aws");
+        format!(
+            "arn:{partition}:sts::{}:assumed-role/{}/{{{{SessionName}}}}",
+            self.account(),
+            self.role_name()
+        )
+    }
+}
+
+impl fmt::Display for RoleArn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for RoleArn {
+    type Error = ArnError;
+
+    fn try_from(arn: String) -> Result<Self, Self::Error> {
+        Self::parse(&arn)
+    }
+}
+
+impl From<RoleArn> for String {
+    fn from(arn: RoleArn) -> Self {
+        arn.0
+    }
+}
+
 /// The Kubernetes identity one IAM user should get in a cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Mapping {
@@ -214,6 +325,9 @@ pub enum Scope {
     /// than ARN is deliberate: when a user's path changes, the entry under the old-path ARN is in
     /// scope too and gets replaced instead of lingering.
     Users(BTreeSet<String>),
+    /// A role event (an IAM role created or deleted): only role entries of these IAM role names
+    /// are in scope, and no user entry at all, so a role event never touches a user's access.
+    Roles(BTreeSet<String>),
 }
 
 impl Scope {
@@ -224,24 +338,111 @@ impl Scope {
         match self {
             Scope::All => true,
             Scope::Users(names) => names.iter().any(|n| n.eq_ignore_ascii_case(name)),
+            Scope::Roles(_) => false,
         }
+    }
+
+    /// Whether role entries of IAM role `name` are in scope. Role names are unique
+    /// case-insensitively too. A user event covers no role.
+    pub fn covers_role(&self, name: &str) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Users(_) => false,
+            Scope::Roles(names) => names.iter().any(|n| n.eq_ignore_ascii_case(name)),
+        }
+    }
+
+    /// Whether any role entry can be in scope: a full reconcile or a role event.
+    pub fn covers_roles(&self) -> bool {
+        !matches!(self, Scope::Users(_))
     }
 }
 
 /// What IAM says the clusters should contain, and how much of the clusters' state that claim
-/// covers.
+/// covers. `P` is the kind of principal: IAM users (the default) or IAM roles ([`RoleArn`]);
+/// one planner per store serves both, and the one [`Scope`] of a run says which of each kind
+/// it decides about.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Desired {
+#[serde(bound(serialize = "P: Serialize", deserialize = "P: Deserialize<'de> + Ord"))]
+pub struct Desired<P = UserArn> {
     pub scope: Scope,
-    pub entries: BTreeMap<UserArn, Mapping>,
+    pub entries: BTreeMap<P, Mapping>,
+}
+
+/// What the planners need of a principal ARN: its text, how the stores compare it, and whether
+/// a scope covers it.
+pub trait Principal: Clone + Ord + fmt::Debug + fmt::Display + Send + Sync + 'static {
+    /// Parses an ARN read from a store; `None` when it is not this kind of principal.
+    fn parse_principal(arn: &str) -> Option<Self>;
+    fn as_str(&self) -> &str;
+    /// Whether `scope` lets a run decide about this principal's entries.
+    fn covered_by(&self, scope: &Scope) -> bool;
+    /// Whether `other` (as a store holds it) names the same principal, compared
+    /// case-insensitively as aws-iam-authenticator and EKS do.
+    fn matches(&self, other: &str) -> bool {
+        self.as_str().eq_ignore_ascii_case(other)
+    }
+}
+
+impl Principal for UserArn {
+    fn parse_principal(arn: &str) -> Option<Self> {
+        UserArn::parse(arn).ok()
+    }
+    fn as_str(&self) -> &str {
+        &self.0
+    }
+    fn covered_by(&self, scope: &Scope) -> bool {
+        scope.covers(self.user_name())
+    }
+}
+
+impl Principal for RoleArn {
+    fn parse_principal(arn: &str) -> Option<Self> {
+        RoleArn::parse(arn).ok()
+    }
+    fn as_str(&self) -> &str {
+        &self.0
+    }
+    fn covered_by(&self, scope: &Scope) -> bool {
+        scope.covers_role(self.role_name())
+    }
+}
+
+impl<P: Principal> Desired<P> {
+    /// Whether the owned entry for `arn` is this run's to decide about.
+    pub fn in_scope(&self, arn: &P) -> bool {
+        arn.covered_by(&self.scope)
+    }
+
+    /// The same scope with nobody desired: what a store the cluster no longer uses for these
+    /// principals should hold of ours. Applying it removes the owned entries in scope, nothing
+    /// else.
+    pub fn emptied(&self) -> Desired<P> {
+        Desired {
+            scope: self.scope.clone(),
+            entries: BTreeMap::new(),
+        }
+    }
+}
+
+impl Desired<RoleArn> {
+    /// The same entries keyed by the path-less role ARN, as aws-auth must hold them:
+    /// aws-iam-authenticator matches `mapRoles` against the caller's canonical ARN, which has no
+    /// path (pkg/arn `Canonicalize`; `RoleMapping.Matches` compares with `strings.EqualFold`),
+    /// so an entry with a path never matches.
+    pub fn without_paths(&self) -> Desired<RoleArn> {
+        Desired {
+            scope: self.scope.clone(),
+            entries: self
+                .entries
+                .iter()
+                .map(|(arn, m)| (arn.without_path(), m.clone()))
+                .collect(),
+        }
+    }
 }
 
 impl Desired {
-    /// Whether the owned entry for `arn` is this run's to decide about.
-    pub fn in_scope(&self, arn: &UserArn) -> bool {
-        self.scope.covers(arn.user_name())
-    }
-
     /// The IAM user names whose desired entries differ between `self` (what a run wrote) and
     /// `fresh` (IAM read again afterwards), within `self`'s scope: exactly the users a stale
     /// write may have got wrong. Compared by name, so a changed path or id counts too.
@@ -285,15 +486,6 @@ impl Desired {
                 .map(|(arn, m)| (arn.clone(), m.clone()))
                 .collect(),
             scope,
-        }
-    }
-
-    /// The same scope with nobody desired: what a store the cluster no longer uses for these
-    /// users should hold of ours. Applying it removes the owned entries in scope, nothing else.
-    pub fn emptied(&self) -> Desired {
-        Desired {
-            scope: self.scope.clone(),
-            entries: BTreeMap::new(),
         }
     }
 }

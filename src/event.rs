@@ -47,6 +47,10 @@ pub enum Trigger {
     /// IAM user names whose access may have changed. A rename carries both the old and the new
     /// name, so the entry under the old one is removed and the new one written.
     Users(BTreeSet<String>),
+    /// IAM role names whose roles were created or deleted (Identity Center provisioning a
+    /// permission set, or a mapped role recreated): only role entries of these names are
+    /// recomputed, and no user is touched.
+    Roles(BTreeSet<String>),
     /// Every mapped group's membership is re-read: schedules, operator runs, and group changes
     /// (a deleted or renamed group changes access for members the event does not list).
     All,
@@ -331,6 +335,11 @@ fn iam_call(event: &Value) -> Result<Parsed, EventError> {
             Trigger::Users(names)
         }
         "DeleteGroup" | "UpdateGroup" => Trigger::All,
+        // IAM Identity Center provisions a permission set into an account with CreateRole (and
+        // removes it with DeleteRole), made by sso.amazonaws.com in that account's CloudTrail.
+        "CreateRole" | "DeleteRole" => {
+            Trigger::Roles(BTreeSet::from([role_name(event, event_name)?]))
+        }
         other => {
             // Cut like every other quoted input: a huge name must not flood the log.
             return Err(EventError::Unsupported {
@@ -411,6 +420,28 @@ fn user_name(event: &Value, event_name: &str, field: UserField) -> Result<String
         None => Err(EventError::InvalidField {
             field: field.path(),
             expected: "a non-empty IAM user name",
+            received: preview(value),
+        }),
+    }
+}
+
+/// The role name a role event must carry, checked like a user name.
+fn role_name(event: &Value, event_name: &str) -> Result<String, EventError> {
+    const FIELD: &str = "detail.requestParameters.roleName";
+    let value = present(event, "/detail/requestParameters/roleName").ok_or_else(|| {
+        EventError::MissingField {
+            event_name: event_name.to_owned(),
+            field: FIELD,
+        }
+    })?;
+    match value.as_str() {
+        Some(name) => {
+            checked(NameKind::Role, FIELD.to_owned(), name)?;
+            Ok(name.to_owned())
+        }
+        None => Err(EventError::InvalidField {
+            field: FIELD,
+            expected: "a non-empty IAM role name",
             received: preview(value),
         }),
     }
@@ -711,6 +742,30 @@ mod tests {
             json!({"userName": "alice", "newPath": "/engineering/"}),
         );
         assert_eq!(run(&event).trigger, users(&["alice"]));
+    }
+
+    #[test]
+    fn role_events_recompute_only_that_role() {
+        for file in ["create-role-sso.json", "delete-role-sso.json"] {
+            let event = load(
+                &std::fs::read_to_string(format!("{}/events/{file}", env!("CARGO_MANIFEST_DIR")))
+                    .unwrap(),
+            );
+            assert_eq!(
+                run(&event).trigger,
+                Trigger::Roles(BTreeSet::from([
+                    "AWSReservedSSO_AdministratorAccess_0123456789abcdef".to_string()
+                ]))
+            );
+        }
+        let bad = parse(&iam_event("CreateRole", json!({"roleName": "a b"}))).unwrap_err();
+        assert!(
+            bad.to_string()
+                .contains("detail.requestParameters.roleName"),
+            "{bad}"
+        );
+        let missing = parse(&iam_event("DeleteRole", json!({}))).unwrap_err();
+        assert!(missing.to_string().contains("roleName"), "{missing}");
     }
 
     #[test]

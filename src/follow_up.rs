@@ -230,7 +230,8 @@ pub fn plan(invocation: &Invocation, report: &Report, policy: &RetryPolicy) -> V
                 attempt,
                 users: match &invocation.trigger {
                     Trigger::Users(names) => Some(names.clone()),
-                    Trigger::All => None,
+                    // A role run is retried as a full reconcile of those clusters: a superset.
+                    Trigger::Roles(_) | Trigger::All => None,
                 },
                 clusters,
                 cause: cause.clone(),

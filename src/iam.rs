@@ -10,8 +10,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use futures::future::BoxFuture;
 
 use crate::config::Config;
+use crate::credentials::CredentialsFor;
 use crate::desired::{Desired, Mapping, Scope, UserArn};
 use crate::event::Trigger;
+use crate::roles::IamRole;
 
 /// An IAM user as the listings return it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +58,23 @@ pub trait IamDirectory: Send + Sync {
     /// keeps the default, which finds nothing more.
     fn group_names(&self) -> BoxFuture<'_, Result<Vec<String>, IamError>> {
         Box::pin(async { Ok(Vec::new()) })
+    }
+    /// ListRoles with `path_prefix`, all pages, in the account of `identity` (a role the
+    /// function assumes for a cluster; `None`: its own). A directory without roles finds none.
+    fn roles_under<'a>(
+        &'a self,
+        _identity: Option<&'a str>,
+        _path_prefix: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<IamRole>, IamError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+    /// GetRole in the account of `identity`; `None`: NoSuchEntity.
+    fn role<'a>(
+        &'a self,
+        _identity: Option<&'a str>,
+        _name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<IamRole>, IamError>> {
+        Box::pin(async { Ok(None) })
     }
 }
 
@@ -118,6 +137,8 @@ pub async fn desired(
             }
             Scope::Users(names.clone())
         }
+        // A role event: no user is in scope, so no user is read or touched.
+        Trigger::Roles(names) => Scope::Roles(names.clone()),
         Trigger::All => {
             for (group, kubernetes_groups) in mapped.values() {
                 match members_ignoring_case(iam, group).await? {
@@ -165,11 +186,64 @@ fn grant(
 /// [`IamDirectory`] over aws-sdk-iam.
 pub struct SdkIam {
     client: aws_sdk_iam::Client,
+    /// For role lookups in the accounts of clusters reached through a role.
+    identities: Option<std::sync::Arc<dyn CredentialsFor>>,
+    clients: std::sync::Mutex<std::collections::HashMap<String, aws_sdk_iam::Client>>,
 }
 
 impl SdkIam {
     pub fn new(client: aws_sdk_iam::Client) -> Self {
-        Self { client }
+        Self {
+            client,
+            identities: None,
+            clients: Default::default(),
+        }
+    }
+
+    /// Looks roles up as the role each cluster is reached through (the same identities the
+    /// cluster's EKS calls use), so `permissionSet` resolves in that cluster's account.
+    pub fn with_identities(mut self, identities: std::sync::Arc<dyn CredentialsFor>) -> Self {
+        self.identities = Some(identities);
+        self
+    }
+
+    fn client_as(&self, identity: Option<&str>) -> Result<aws_sdk_iam::Client, IamError> {
+        let Some(role_arn) = identity else {
+            return Ok(self.client.clone());
+        };
+        let mut clients = self.clients.lock().expect("iam clients lock");
+        if let Some(client) = clients.get(role_arn) {
+            return Ok(client.clone());
+        }
+        let no_identity = |detail: String| IamError::Call {
+            operation: "AssumeRole",
+            principal: role_arn.to_owned(),
+            detail,
+        };
+        let identities = self.identities.as_ref().ok_or_else(|| {
+            no_identity("this IAM client was built without role assumption".into())
+        })?;
+        let credentials = identities
+            .credentials_for(Some(role_arn))
+            .map_err(|e| no_identity(e.to_string()))?;
+        let config = self
+            .client
+            .config()
+            .to_builder()
+            .credentials_provider(credentials)
+            .build();
+        let client = aws_sdk_iam::Client::from_conf(config);
+        clients.insert(role_arn.to_owned(), client.clone());
+        Ok(client)
+    }
+}
+
+fn iam_role(role: &aws_sdk_iam::types::Role) -> IamRole {
+    IamRole {
+        name: role.role_name().to_string(),
+        arn: role.arn().to_string(),
+        path: role.path().to_string(),
+        id: role.role_id().to_string(),
     }
 }
 
@@ -264,6 +338,47 @@ impl IamDirectory for SdkIam {
                 }
             }
             Ok(Some(users))
+        })
+    }
+
+    fn roles_under<'a>(
+        &'a self,
+        identity: Option<&'a str>,
+        path_prefix: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<IamRole>, IamError>> {
+        Box::pin(async move {
+            let client = self.client_as(identity)?;
+            let mut pages = client
+                .list_roles()
+                .path_prefix(path_prefix)
+                .into_paginator()
+                .send();
+            let mut roles = Vec::new();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| call_error("ListRoles", path_prefix, e))?;
+                roles.extend(page.roles().iter().map(iam_role));
+            }
+            Ok(roles)
+        })
+    }
+
+    fn role<'a>(
+        &'a self,
+        identity: Option<&'a str>,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<IamRole>, IamError>> {
+        Box::pin(async move {
+            let client = self.client_as(identity)?;
+            match client.get_role().role_name(name).send().await {
+                Ok(out) => Ok(out.role().map(iam_role)),
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_no_such_entity_exception()) =>
+                {
+                    Ok(None)
+                }
+                Err(e) => Err(call_error("GetRole", name, e)),
+            }
         })
     }
 

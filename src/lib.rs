@@ -36,6 +36,7 @@ pub mod names;
 pub mod queue;
 pub mod report;
 pub mod session_name;
+pub mod roles;
 pub mod sync;
 pub mod token;
 pub mod token_role;

@@ -140,7 +140,10 @@ async fn app(sdk: &aws_config::SdkConfig) -> Result<App, String> {
     let identities = Arc::new(AssumeRoles::new(credentials, aws_sdk_sts::Client::new(sdk)));
     Ok(App {
         config,
-        iam: Box::new(SdkIam::new(aws_sdk_iam::Client::new(sdk))),
+        // Role mappings are resolved in each cluster's account, as the role it is reached as.
+        iam: Box::new(
+            SdkIam::new(aws_sdk_iam::Client::new(sdk)).with_identities(identities.clone()),
+        ),
         clusters: Box::new(EksDirectory::with_identities(
             sdk.clone(),
             DEFAULT_CACHE_TTL,

@@ -25,13 +25,15 @@ pub const QUOTE_CHARS: usize = 64;
 pub enum NameKind {
     User,
     Group,
+    /// IAM role names: 1-64 of the same characters (IAM API Reference, CreateRole `RoleName`).
+    Role,
 }
 
 impl NameKind {
     /// IAM's maximum length, in characters.
     pub fn max_chars(self) -> usize {
         match self {
-            NameKind::User => 64,
+            NameKind::User | NameKind::Role => 64,
             NameKind::Group => 128,
         }
     }
@@ -41,6 +43,7 @@ impl NameKind {
         let what = match self {
             NameKind::User => "an IAM user name",
             NameKind::Group => "an IAM group name",
+            NameKind::Role => "an IAM role name",
         };
         format!(
             "{what}: 1 to {} letters, digits and +=,.@_-",

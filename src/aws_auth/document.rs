@@ -51,7 +51,7 @@ fn is_skippable(text: &str) -> bool {
 
 /// Reads `text`. Fails only when no entry can be read at all: the text does not parse (the
 /// authenticator then ignores the whole key, so it grants nothing), or it is not a list.
-pub(crate) fn read(text: &str) -> Result<Document<'_>, AwsAuthError> {
+pub(crate) fn read<'a>(text: &'a str, key: &'static str) -> Result<Document<'a>, AwsAuthError> {
     let empty = |keep| Document {
         entries: Vec::new(),
         layout: Layout::Empty { keep },
@@ -65,10 +65,11 @@ pub(crate) fn read(text: &str) -> Result<Document<'_>, AwsAuthError> {
         Ok(Node::Seq(entries)) => entries,
         Ok(other) => {
             return Err(AwsAuthError::NotAList {
+                key,
                 found: kind(&other),
             })
         }
-        Err(detail) => return Err(AwsAuthError::Unreadable { detail }),
+        Err(detail) => return Err(AwsAuthError::Unreadable { key, detail }),
     };
     let layout = match split(text) {
         Ok(split) if split.items.len() == entries.len() => {
@@ -155,21 +156,21 @@ mod tests {
 
     #[test]
     fn block_items_are_located() {
-        let doc = read("- {userarn: a}\n# b\n- userarn: b\n").unwrap();
+        let doc = read("- {userarn: a}\n# b\n- userarn: b\n", "mapUsers").unwrap();
         assert_eq!(doc.entries.len(), 2);
         assert_eq!(doc.layout.unlocated(), None);
     }
 
     #[test]
     fn aliases_across_items_are_not_located() {
-        let doc = read("- &x {userarn: a}\n- *x\n").unwrap();
+        let doc = read("- &x {userarn: a}\n- *x\n", "mapUsers").unwrap();
         let reason = doc.layout.unlocated().unwrap();
         assert!(reason.contains("item 2 (line 2)"), "{reason}");
     }
 
     #[test]
     fn flow_style_is_opaque_but_readable() {
-        let doc = read("[{userarn: a}, {userarn: b}]\n").unwrap();
+        let doc = read("[{userarn: a}, {userarn: b}]\n", "mapUsers").unwrap();
         assert_eq!(doc.entries.len(), 2);
         assert!(doc.layout.unlocated().unwrap().contains("flow style"));
     }
@@ -183,7 +184,7 @@ mod tests {
             ("# none\n[]\n", "# none\n"),
             ("# none\n~\n", "# none\n"),
         ] {
-            let doc = read(text).unwrap();
+            let doc = read(text, "mapUsers").unwrap();
             assert!(
                 matches!(doc.layout, Layout::Empty { keep: k } if k == keep),
                 "{text:?}"
@@ -194,12 +195,15 @@ mod tests {
     #[test]
     fn unparsable_and_non_list_values_are_errors() {
         assert!(matches!(
-            read("- a: [b\n"),
+            read("- a: [b\n", "mapUsers"),
             Err(AwsAuthError::Unreadable { .. })
         ));
         assert!(matches!(
-            read("a: 1\n"),
-            Err(AwsAuthError::NotAList { found: "a mapping" })
+            read("a: 1\n", "mapUsers"),
+            Err(AwsAuthError::NotAList {
+                key: "mapUsers",
+                found: "a mapping"
+            })
         ));
     }
 }

@@ -14,16 +14,18 @@
 //! written, blocks writing an entry for its ARNs, and is reported, since it may grant access
 //! that IAM no longer does and only a human can say what it means.
 
-use crate::desired::{Mapping, UserArn};
+use crate::desired::Mapping;
+#[cfg(test)]
+use crate::desired::UserArn;
 
 use super::node::Node;
-use super::{MANAGED_BY_KEY, MANAGED_BY_VALUE, USERARN_KEY};
+use super::{AwsAuthPrincipal, MANAGED_BY_KEY, MANAGED_BY_VALUE};
 
 /// One item of `mapUsers`, as this tool reads it.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Entry {
+pub(crate) enum Entry<P> {
     /// An entry this tool wrote (it carries the marker and reads unambiguously).
-    Owned { arn: UserArn, node: Node },
+    Owned { arn: P, node: Node },
     /// Someone else's entry. `arns`: every userarn the authenticator could read from it (under
     /// any of the rules above), as written; empty when it maps nobody.
     Foreign {
@@ -33,14 +35,14 @@ pub(crate) enum Entry {
     },
 }
 
-impl Entry {
-    pub(crate) fn classify(node: &Node) -> Entry {
+impl<P: AwsAuthPrincipal> Entry<P> {
+    pub(crate) fn classify(node: &Node) -> Entry<P> {
         let mut arns = Vec::new();
-        collect_arns(node, &mut arns, 0);
+        collect_arns(node, &mut arns, 0, P::ARN_FIELD);
         if !carries_marker(node, 0) {
             return Entry::Foreign { arns, doubt: None };
         }
-        match owned_arn(node) {
+        match owned_arn::<P>(node) {
             Ok(Some(arn)) => Entry::Owned {
                 arn,
                 node: node.clone(),
@@ -67,7 +69,7 @@ impl Entry {
 
 /// Go's `encoding/json` matches field names with a simple case fold, in which `ſ` (U+017F)
 /// folds to `s` and the Kelvin sign to `k` (encoding/json fold.go).
-fn is_userarn_key(key: &str) -> bool {
+fn is_arn_key(key: &str, field: &str) -> bool {
     let folded: String = key
         .chars()
         .map(|c| match c {
@@ -76,7 +78,7 @@ fn is_userarn_key(key: &str) -> bool {
             c => c.to_ascii_lowercase(),
         })
         .collect();
-    folded == USERARN_KEY
+    folded == field
 }
 
 /// Merge sources can nest; yaml.v2 follows them all. Deep nesting is not something a human
@@ -90,17 +92,17 @@ fn merge_sources(node: &Node) -> impl Iterator<Item = &Node> {
     })
 }
 
-fn collect_arns(node: &Node, arns: &mut Vec<String>, depth: usize) {
+fn collect_arns(node: &Node, arns: &mut Vec<String>, depth: usize, field: &str) {
     if depth > MAX_MERGE_DEPTH {
         return;
     }
-    for value in node.values_of(is_userarn_key) {
+    for value in node.values_of(|k| is_arn_key(k, field)) {
         if let Some(arn) = value.as_str() {
             arns.push(arn.to_string());
         }
     }
     for source in merge_sources(node) {
-        collect_arns(source, arns, depth + 1);
+        collect_arns(source, arns, depth + 1, field);
     }
 }
 
@@ -114,7 +116,8 @@ fn carries_marker(node: &Node, depth: usize) -> bool {
 
 /// The ARN of an item carrying the marker: `Some` when it is this tool's, `None` when its one
 /// userarn is not a user ARN, `Err` when it can be read more than one way.
-fn owned_arn(node: &Node) -> Result<Option<UserArn>, String> {
+fn owned_arn<P: AwsAuthPrincipal>(node: &Node) -> Result<Option<P>, String> {
+    let field = P::ARN_FIELD;
     let Node::Map(pairs) = node else {
         return Err("it is not a mapping".into());
     };
@@ -126,21 +129,21 @@ fn owned_arn(node: &Node) -> Result<Option<UserArn>, String> {
             return Err(format!("the key {} is repeated", describe_key(key)));
         }
     }
-    let userarns: Vec<&Node> = node.values_of(is_userarn_key).collect();
+    let userarns: Vec<&Node> = node.values_of(|k| is_arn_key(k, field)).collect();
     let [userarn] = userarns.as_slice() else {
         return Err(format!(
-            "it has {} `{USERARN_KEY}` keys (Go matches the name in any case)",
+            "it has {} `{field}` keys (Go matches the name in any case)",
             userarns.len()
         ));
     };
     let Some(userarn) = userarn.as_str() else {
-        return Err(format!("its `{USERARN_KEY}` is not a string"));
+        return Err(format!("its `{field}` is not a string"));
     };
     let marker = node.values_of(|k| k == MANAGED_BY_KEY).next();
     if marker.and_then(Node::as_str) != Some(MANAGED_BY_VALUE) {
         return Err(format!("its `{MANAGED_BY_KEY}` is not a plain string"));
     }
-    Ok(UserArn::parse(userarn).ok())
+    Ok(P::parse_principal(userarn))
 }
 
 fn describe_key(key: &Node) -> String {
@@ -162,15 +165,15 @@ pub(crate) enum Meaning {
 impl Meaning {
     /// What an entry rendered from `mapping` means. aws-auth records no principal id (the
     /// authenticator matches `mapUsers` by ARN only), so the id takes no part.
-    pub(crate) fn of_mapping(arn: &UserArn, mapping: &Mapping) -> Meaning {
+    pub(crate) fn of_mapping<P: AwsAuthPrincipal>(arn: &P, mapping: &Mapping) -> Meaning {
         Meaning::Plain {
             arn: arn.to_string(),
             mapping: Mapping::new(mapping.username.clone(), mapping.groups.iter().cloned()),
         }
     }
 
-    pub(crate) fn of_node(arn: &UserArn, node: &Node) -> Meaning {
-        let known = [USERARN_KEY, "username", "groups", MANAGED_BY_KEY];
+    pub(crate) fn of_node<P: AwsAuthPrincipal>(arn: &P, node: &Node) -> Meaning {
+        let known = [P::ARN_FIELD, "username", "groups", MANAGED_BY_KEY];
         let only_known = match node {
             Node::Map(pairs) => pairs
                 .iter()
@@ -200,7 +203,7 @@ pub(crate) fn fields(node: &Node) -> Option<Mapping> {
 mod tests {
     use super::*;
 
-    fn classify(text: &str) -> Entry {
+    fn classify(text: &str) -> Entry<UserArn> {
         Entry::classify(&Node::parse(text).unwrap())
     }
 

@@ -12,7 +12,9 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::desired::{Desired, Mapping, UserArn};
+use crate::desired::{Desired, Mapping};
+
+use super::AwsAuthPrincipal;
 
 use super::document::{Document, Layout};
 use super::entry::{fields, Entry, Meaning};
@@ -21,29 +23,42 @@ use super::yaml;
 
 /// One item of the new list.
 #[derive(Debug, Clone)]
-enum Piece<'a> {
+enum Piece<'a, P> {
     /// An existing item, kept byte for byte; `node` is what it reads as.
     Text { text: &'a str, node: &'a Node },
     /// An entry of this tool, rendered.
-    Render { arn: UserArn, mapping: Mapping },
+    Render { arn: P, mapping: Mapping },
 }
 
 /// What the merge decided, before the caller turns it into a [`super::Merge`].
-#[derive(Debug, Default)]
-pub(crate) struct Decision {
+#[derive(Debug)]
+pub(crate) struct Decision<P> {
     /// The new text; `None` when nothing has to be written.
     pub text: Option<String>,
-    pub owned_before: Vec<(UserArn, Meaning)>,
-    pub owned_after: Vec<(UserArn, Meaning)>,
-    pub conflicts: Vec<UserArn>,
+    pub owned_before: Vec<(P, Meaning)>,
+    pub owned_after: Vec<(P, Meaning)>,
+    pub conflicts: Vec<P>,
     /// What could not be done, and why.
     pub reasons: Vec<String>,
     /// Desired grants that were not written because the text could not be extended safely.
-    pub held_back: Vec<UserArn>,
+    pub held_back: Vec<P>,
 }
 
-struct Item<'a> {
-    entry: Entry,
+impl<P> Default for Decision<P> {
+    fn default() -> Self {
+        Decision {
+            text: None,
+            owned_before: Vec::new(),
+            owned_after: Vec::new(),
+            conflicts: Vec::new(),
+            reasons: Vec::new(),
+            held_back: Vec::new(),
+        }
+    }
+}
+
+struct Item<'a, P> {
+    entry: Entry<P>,
     node: &'a Node,
     /// The item's text when it is located: only then may it be cut out or moved.
     text: Option<&'a str>,
@@ -55,7 +70,7 @@ struct Item<'a> {
     line: Option<usize>,
 }
 
-impl Item<'_> {
+impl<P> Item<'_, P> {
     fn place(&self) -> String {
         match self.line {
             Some(line) => format!("item {} (line {line})", self.number),
@@ -64,7 +79,11 @@ impl Item<'_> {
     }
 }
 
-pub(crate) fn decide(document: &Document, map_users_exists: bool, desired: &Desired) -> Decision {
+pub(crate) fn decide<P: AwsAuthPrincipal>(
+    document: &Document,
+    map_users_exists: bool,
+    desired: &Desired<P>,
+) -> Decision<P> {
     let items = items(document);
     let (wanted, conflicts) = wanted_in_scope(desired, &items);
     let mut decision = Decision {
@@ -99,7 +118,7 @@ pub(crate) fn decide(document: &Document, map_users_exists: bool, desired: &Desi
     decision
 }
 
-fn items<'a>(document: &'a Document) -> Vec<Item<'a>> {
+fn items<'a, P: AwsAuthPrincipal>(document: &'a Document) -> Vec<Item<'a, P>> {
     document
         .entries
         .iter()
@@ -129,7 +148,10 @@ fn items<'a>(document: &'a Document) -> Vec<Item<'a>> {
 /// already claims (conflicts: writing ours next to it would leave the authenticator to pick one
 /// of the two). ARNs differing only in case are one principal to the authenticator, so only the
 /// first of them is written.
-fn wanted_in_scope(desired: &Desired, items: &[Item]) -> (Vec<(UserArn, Mapping)>, Vec<UserArn>) {
+fn wanted_in_scope<P: AwsAuthPrincipal>(
+    desired: &Desired<P>,
+    items: &[Item<P>],
+) -> (Vec<(P, Mapping)>, Vec<P>) {
     let claimed: HashSet<String> = items
         .iter()
         .flat_map(|item| match &item.entry {
@@ -156,7 +178,7 @@ fn wanted_in_scope(desired: &Desired, items: &[Item]) -> (Vec<(UserArn, Mapping)
 
 /// Items that carry the marker but cannot be read as this tool's, for a user in scope: they may
 /// grant what IAM does not, and only a human can fix them.
-fn doubts_in_scope(items: &[Item], desired: &Desired) -> Vec<String> {
+fn doubts_in_scope<P: AwsAuthPrincipal>(items: &[Item<P>], desired: &Desired<P>) -> Vec<String> {
     items
         .iter()
         .filter_map(|item| {
@@ -169,7 +191,7 @@ fn doubts_in_scope(items: &[Item], desired: &Desired) -> Vec<String> {
             };
             let in_scope = arns
                 .iter()
-                .filter_map(|arn| UserArn::parse(arn).ok())
+                .filter_map(|arn| P::parse_principal(arn))
                 .find(|arn| desired.in_scope(arn))?;
             Some(format!(
                 "{} carries `{}: {}` for {in_scope} but cannot be read as this tool's entry \
@@ -184,15 +206,15 @@ fn doubts_in_scope(items: &[Item], desired: &Desired) -> Vec<String> {
 }
 
 /// Every item located: foreign items in their order, then this tool's entries sorted by ARN.
-fn canonical<'a>(
-    items: &[Item<'a>],
-    desired: &Desired,
-    wanted: Vec<(UserArn, Mapping)>,
-    decision: &mut Decision,
+fn canonical<'a, P: AwsAuthPrincipal>(
+    items: &[Item<'a, P>],
+    desired: &Desired<P>,
+    wanted: Vec<(P, Mapping)>,
+    decision: &mut Decision<P>,
     map_users_exists: bool,
-) -> Option<Vec<Piece<'a>>> {
+) -> Option<Vec<Piece<'a, P>>> {
     let kept = kept_out_of_scope(items, desired);
-    let mut owned: Vec<(UserArn, Meaning, Piece)> = kept
+    let mut owned: Vec<(P, Meaning, Piece<P>)> = kept
         .into_iter()
         .map(|item| {
             let Entry::Owned { arn, node } = &item.entry else {
@@ -239,7 +261,10 @@ fn canonical<'a>(
 /// Owned items out of scope, one per ARN (the last, which is the one the authenticator keeps
 /// under its key), without those shadowed by a later foreign entry for the same ARN: moved behind
 /// it they would start to win.
-fn kept_out_of_scope<'i, 'a>(items: &'i [Item<'a>], desired: &Desired) -> Vec<&'i Item<'a>> {
+fn kept_out_of_scope<'i, 'a, P: AwsAuthPrincipal>(
+    items: &'i [Item<'a, P>],
+    desired: &Desired<P>,
+) -> Vec<&'i Item<'a, P>> {
     let mut last_claim: HashMap<String, usize> = HashMap::new();
     for (position, item) in items.iter().enumerate() {
         if let Entry::Foreign { arns, .. } = &item.entry {
@@ -248,7 +273,7 @@ fn kept_out_of_scope<'i, 'a>(items: &'i [Item<'a>], desired: &Desired) -> Vec<&'
             }
         }
     }
-    let mut kept: BTreeMap<String, &Item> = BTreeMap::new();
+    let mut kept: BTreeMap<String, &Item<P>> = BTreeMap::new();
     for (position, item) in items.iter().enumerate() {
         let Entry::Owned { arn, .. } = &item.entry else {
             continue;
@@ -267,14 +292,14 @@ fn kept_out_of_scope<'i, 'a>(items: &'i [Item<'a>], desired: &Desired) -> Vec<&'
 }
 
 /// Some item not located: revocations only, in place.
-fn in_place<'a>(
-    items: &[Item<'a>],
-    desired: &Desired,
-    wanted: Vec<(UserArn, Mapping)>,
+fn in_place<'a, P: AwsAuthPrincipal>(
+    items: &[Item<'a, P>],
+    desired: &Desired<P>,
+    wanted: Vec<(P, Mapping)>,
     why: &str,
-    decision: &mut Decision,
-) -> Option<Vec<Piece<'a>>> {
-    let wanted: HashMap<String, (UserArn, Mapping)> = wanted
+    decision: &mut Decision<P>,
+) -> Option<Vec<Piece<'a, P>>> {
+    let wanted: HashMap<String, (P, Mapping)> = wanted
         .into_iter()
         .map(|(arn, mapping)| (arn.as_str().to_ascii_lowercase(), (arn, mapping)))
         .collect();
@@ -348,8 +373,9 @@ fn in_place<'a>(
     if !held_back.is_empty() {
         let arns: Vec<String> = held_back.iter().map(ToString::to_string).collect();
         decision.reasons.push(format!(
-            "not granted to {}: mapUsers cannot be extended safely, because {why}",
-            arns.join(", ")
+            "not granted to {}: {} cannot be extended safely, because {why}",
+            arns.join(", "),
+            P::KEY
         ));
     }
     decision.held_back = held_back;
@@ -357,14 +383,14 @@ fn in_place<'a>(
     edited.then_some(pieces)
 }
 
-fn sorted_by_arn(mut entries: Vec<(UserArn, Meaning)>) -> Vec<(UserArn, Meaning)> {
+fn sorted_by_arn<P: Ord>(mut entries: Vec<(P, Meaning)>) -> Vec<(P, Meaning)> {
     entries.sort_by(|(a, _), (b, _)| a.cmp(b));
     entries
 }
 
 /// The new text: the kept header, the pieces at the list's column, the kept trailer. Read back
 /// before it is returned: it must read as exactly the planned entries, or nothing is written.
-fn assemble(layout: &Layout, pieces: &[Piece]) -> Result<String, String> {
+fn assemble<P: AwsAuthPrincipal>(layout: &Layout, pieces: &[Piece<P>]) -> Result<String, String> {
     let (header, trailer, indent) = match layout {
         Layout::Empty { keep } => (*keep, "", 0),
         Layout::Block { split, .. } => (split.header, split.trailer, split.indent),
@@ -400,11 +426,11 @@ fn assemble(layout: &Layout, pieces: &[Piece]) -> Result<String, String> {
     push(&mut out, trailer);
     match Node::parse(&out) {
         Ok(Node::Seq(read_back)) if read_back == expected => Ok(out),
-        Ok(_) | Err(_) => Err(
-            "the rewritten mapUsers would not read back as planned, so nothing was written; \
-             write each entry as one `- ` item at one column, without anchors or aliases"
-                .into(),
-        ),
+        Ok(_) | Err(_) => Err(format!(
+            "the rewritten {} would not read back as planned, so nothing was written; \
+             write each entry as one `- ` item at one column, without anchors or aliases",
+            P::KEY
+        )),
     }
 }
 
@@ -416,12 +442,12 @@ fn indented(text: &str, indent: usize) -> String {
 }
 
 /// The entry this tool writes, keys in a fixed order so the bytes are stable.
-pub(crate) fn owned_entry(arn: &UserArn, mapping: &Mapping) -> serde_yaml_ng::Value {
+pub(crate) fn owned_entry<P: AwsAuthPrincipal>(arn: &P, mapping: &Mapping) -> serde_yaml_ng::Value {
     use serde_yaml_ng::Value;
     let mapping = mapping.normalized();
     let groups = mapping.groups.into_iter().map(Value::String).collect();
     let fields = [
-        (super::USERARN_KEY, Value::String(arn.to_string())),
+        (P::ARN_FIELD, Value::String(arn.to_string())),
         ("username", Value::String(mapping.username)),
         ("groups", Value::Sequence(groups)),
         (

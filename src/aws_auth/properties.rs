@@ -372,8 +372,8 @@ fn desired() -> impl Strategy<Value = Desired> {
 }
 
 /// The items of a text as (entry, node, text when located).
-fn read_items(text: &str) -> Vec<(Entry, Node, Option<String>)> {
-    let doc = document::read(text).expect("readable");
+fn read_items(text: &str) -> Vec<(Entry<UserArn>, Node, Option<String>)> {
+    let doc = document::read(text, "mapUsers").expect("readable");
     doc.entries
         .iter()
         .enumerate()
@@ -389,7 +389,7 @@ fn read_items(text: &str) -> Vec<(Entry, Node, Option<String>)> {
         .collect()
 }
 
-fn foreign(items: &[(Entry, Node, Option<String>)]) -> Vec<(Node, Option<String>)> {
+fn foreign(items: &[(Entry<UserArn>, Node, Option<String>)]) -> Vec<(Node, Option<String>)> {
     items
         .iter()
         .filter(|(entry, ..)| matches!(entry, Entry::Foreign { .. }))
@@ -397,7 +397,7 @@ fn foreign(items: &[(Entry, Node, Option<String>)]) -> Vec<(Node, Option<String>
         .collect()
 }
 
-fn owned(items: &[(Entry, Node, Option<String>)]) -> Vec<(UserArn, Node)> {
+fn owned(items: &[(Entry<UserArn>, Node, Option<String>)]) -> Vec<(UserArn, Node)> {
     items
         .iter()
         .filter_map(|(entry, ..)| match entry {
@@ -472,13 +472,17 @@ fn check(
         }
     }
     if result.map_users.is_some() {
-        let located = document::read(&text).unwrap().layout;
+        let located = document::read(&text, "mapUsers").unwrap().layout;
         if let Layout::Block { split, .. } = located {
             prop_assert!(after_text.starts_with(split.header));
             prop_assert!(after_text.ends_with(split.trailer));
         }
     }
-    let unlocated = document::read(&text).unwrap().layout.unlocated().is_some();
+    let unlocated = document::read(&text, "mapUsers")
+        .unwrap()
+        .layout
+        .unlocated()
+        .is_some();
     let claimed = |arn: &UserArn| {
         before_items
             .iter()
@@ -578,5 +582,129 @@ proptest! {
         doc in doc(), others in other_keys(), desired in desired()
     ) {
         check(&doc, others, &desired)?;
+    }
+}
+
+/// Role cases: the same merge over `mapRoles`.
+mod roles {
+    use super::*;
+
+    const ROLES: [&str; 3] = ["AWSReservedSSO_Admin_0a", "AWSReservedSSO_Admin_1b", "Ops"];
+
+    #[derive(Debug, Clone)]
+    enum RoleItem {
+        /// The node role, as EKS writes it.
+        Node,
+        /// A hand entry for pool role `n`, its ARN in either case.
+        Hand(usize, bool),
+        /// This tool's entry for pool role `n`, with these groups.
+        Owned(usize, Vec<String>),
+        Comment,
+    }
+
+    fn role_item() -> impl Strategy<Value = RoleItem> {
+        prop_oneof![
+            Just(RoleItem::Node),
+            (0..ROLES.len(), any::<bool>()).prop_map(|(n, upper)| RoleItem::Hand(n, upper)),
+            (0..ROLES.len(), prop::collection::vec("[a-c]", 0..3))
+                .prop_map(|(n, g)| RoleItem::Owned(n, g)),
+            Just(RoleItem::Comment),
+        ]
+    }
+
+    fn path_less(n: usize) -> String {
+        format!("arn:aws:iam::{ACCOUNT}:role/{}", ROLES[n])
+    }
+
+    fn text(item: &RoleItem) -> String {
+        match item {
+            RoleItem::Node => format!("- rolearn: arn:aws:iam::{ACCOUNT}:role/node\n  username: system:node:{{{{EC2PrivateDNSName}}}}\n  groups: [system:bootstrappers, system:nodes]\n"),
+            RoleItem::Hand(n, upper) => {
+                let arn = if *upper { path_less(*n).to_uppercase() } else { path_less(*n) };
+                format!("- rolearn: {arn}\n  username: 'on'\n  groups: [0777]\n")
+            }
+            RoleItem::Owned(n, groups) => {
+                let arn = RoleArn::parse(&path_less(*n)).unwrap();
+                indented_owned(&arn, &Mapping::new("a:{{SessionName}}", groups.iter()))
+            }
+            RoleItem::Comment => "# kept\n".to_string(),
+        }
+    }
+
+    fn indented_owned(arn: &RoleArn, mapping: &Mapping) -> String {
+        yaml::render_list(&[owned_entry(arn, mapping)])
+    }
+
+    fn role_desired() -> impl Strategy<Value = Desired<RoleArn>> {
+        let scope = prop_oneof![
+            Just(Scope::All),
+            Just(Scope::Users(BTreeSet::from(["alice".to_string()]))),
+            prop::sample::subsequence(ROLES.to_vec(), 0..=ROLES.len())
+                .prop_map(|r| Scope::Roles(r.into_iter().map(str::to_lowercase).collect())),
+        ];
+        let entries = prop::collection::btree_map(
+            (0..ROLES.len(), any::<bool>()).prop_map(|(n, with_path)| {
+                let path = if with_path {
+                    "aws-reserved/sso.amazonaws.com/"
+                } else {
+                    ""
+                };
+                RoleArn::parse(&format!("arn:aws:iam::{ACCOUNT}:role/{path}{}", ROLES[n])).unwrap()
+            }),
+            prop::collection::vec("[a-c]", 0..3).prop_map(|g| Mapping::new("a:{{SessionName}}", g)),
+            0..3,
+        );
+        (scope, entries).prop_map(|(scope, entries)| Desired { scope, entries })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+        /// Foreign mapRoles items keep their bytes in order, mapUsers is untouched, owned role
+        /// entries are path-less and in scope exactly what IAM wants (less conflicts), out of
+        /// scope as they were, and a second merge is a no-op.
+        #[test]
+        fn map_roles_keeps_foreign_items_and_holds_path_less_planned_roles(
+            items in prop::collection::vec(role_item(), 0..6),
+            desired in role_desired(),
+        ) {
+            let before: String = items.iter().map(text).collect();
+            let data = BTreeMap::from([
+                (MAP_ROLES.to_string(), before.clone()),
+                (MAP_USERS.to_string(), "- {userarn: x}\n".to_string()),
+            ]);
+            let result = merge_roles(Some(&data), &desired).unwrap();
+            let after = result.map_users.clone().unwrap_or_else(|| before.clone());
+            let mut cursor = 0;
+            for item in &items {
+                if matches!(item, RoleItem::Node | RoleItem::Hand(..)) {
+                    let t = text(item);
+                    match after[cursor..].find(&t) {
+                        Some(at) => cursor += at + t.len(),
+                        None => prop_assert!(false, "{:?} lost\n{}\n---\n{}", t, before, after),
+                    }
+                }
+            }
+            let doc = document::read(&after, MAP_ROLES).unwrap();
+            let owned: Vec<(RoleArn, Node)> = doc.entries.iter().filter_map(|node| match Entry::<RoleArn>::classify(node) {
+                Entry::Owned { arn, node } => Some((arn, node)),
+                Entry::Foreign { .. } => None,
+            }).collect();
+            let hand = |arn: &RoleArn| items.iter().any(|i| matches!(i, RoleItem::Hand(n, _) if path_less(*n).eq_ignore_ascii_case(arn.as_str())));
+            let paths = desired.without_paths();
+            for (arn, node) in &owned {
+                prop_assert!(!arn.as_str().contains("aws-reserved"), "{}", after);
+                if desired.in_scope(arn) {
+                    let wanted = paths.entries.get(arn);
+                    prop_assert!(wanted.is_some() && !hand(arn), "{} should be gone\n{}", arn, after);
+                    prop_assert_eq!(fields(node), wanted.cloned().map(|m| Mapping::new(m.username, m.groups)));
+                }
+            }
+            for (arn, _) in paths.entries.iter().filter(|(a, _)| paths.in_scope(a)) {
+                prop_assert!(hand(arn) || owned.iter().any(|(o, _)| o == arn), "{} missing\n{}", arn, after);
+            }
+            let again_data = BTreeMap::from([(MAP_ROLES.to_string(), after.clone())]);
+            prop_assert_eq!(merge_roles(Some(&again_data), &desired).unwrap().map_users, None);
+        }
     }
 }

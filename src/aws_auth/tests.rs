@@ -356,7 +356,7 @@ fn map_users_that_does_not_parse_is_an_error_naming_the_line() {
         "- userarn: x\n  groups: [unclosed\n",
     ] {
         let err = merge(Some(&data(&[(MAP_USERS, text)])), &for_all(&[])).unwrap_err();
-        let AwsAuthError::Unreadable { detail } = &err else {
+        let AwsAuthError::Unreadable { detail, .. } = &err else {
             panic!("{err:?}")
         };
         assert!(detail.contains("line "), "{detail}");
@@ -374,7 +374,13 @@ fn map_users_that_is_not_a_list_is_an_error() {
         &for_all(&[]),
     )
     .unwrap_err();
-    assert_eq!(err, AwsAuthError::NotAList { found: "a mapping" });
+    assert_eq!(
+        err,
+        AwsAuthError::NotAList {
+            key: MAP_USERS,
+            found: "a mapping"
+        }
+    );
 }
 
 #[test]
@@ -454,7 +460,10 @@ fn aliases_across_items_block_grants_but_let_revocations_through() {
     let Some(AwsAuthError::Blocked { held_back, .. }) = result.blocked else {
         unreachable!()
     };
-    assert_eq!(held_back, [arn("bob"), arn("carol")]);
+    assert_eq!(
+        held_back,
+        [arn("bob").to_string(), arn("carol").to_string()]
+    );
 }
 
 #[test]
@@ -489,4 +498,85 @@ fn a_marked_entry_that_reads_two_ways_is_kept_and_reported() {
     );
     let out_of_scope = merged(&doubtful, &for_users(&["bob"], &[]));
     assert_eq!(out_of_scope.blocked, None);
+}
+
+const NODE_AND_HAND_ROLES: &str = "# nodes\n- rolearn: arn:aws:iam::123456789012:role/node\n  username: system:node:{{EC2PrivateDNSName}}\n  groups: [system:bootstrappers, system:nodes]\n- rolearn: arn:aws:iam::123456789012:role/Hand\n  username: 'on'\n  groups: [0777]\n";
+
+fn sso_roles(names: &[&str], scope: Scope) -> Desired<RoleArn> {
+    Desired {
+        scope,
+        entries: names
+            .iter()
+            .map(|name| {
+                let arn = RoleArn::parse(&format!(
+                    "arn:aws:iam::{ACCOUNT}:role/aws-reserved/sso.amazonaws.com/{name}"
+                ))
+                .unwrap();
+                (arn, Mapping::new("admin:{{SessionName}}", ["developers"]))
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn a_role_goes_to_map_roles_without_its_path_and_foreign_roles_keep_their_bytes() {
+    let current = data(&[("mapRoles", NODE_AND_HAND_ROLES), ("mapUsers", "- {x: 1}")]);
+    let desired = sso_roles(&["AWSReservedSSO_Admin_0a"], Scope::All);
+    let merged = merge_roles(Some(&current), &desired).unwrap();
+    let text = merged.map_users.clone().unwrap();
+    assert!(text.starts_with(NODE_AND_HAND_ROLES), "{text}");
+    assert_eq!(
+        &text[NODE_AND_HAND_ROLES.len()..],
+        "- rolearn: arn:aws:iam::123456789012:role/AWSReservedSSO_Admin_0a\n  username: admin:{{SessionName}}\n  groups:\n    - developers\n  managedBy: eks-iam-sync\n"
+    );
+    assert_eq!(merged.added.len(), 1);
+    // Again: nothing to write.
+    let again = data(&[("mapRoles", &text)]);
+    assert!(merge_roles(Some(&again), &desired)
+        .unwrap()
+        .map_users
+        .is_none());
+    // The set reassigned: the new role in, the old one out, the rest as it was.
+    let reassigned = sso_roles(&["AWSReservedSSO_Admin_1b"], Scope::All);
+    let after = merge_roles(Some(&again), &reassigned).unwrap();
+    let after_text = after.map_users.unwrap();
+    assert!(after_text.starts_with(NODE_AND_HAND_ROLES));
+    assert!(after_text.contains("AWSReservedSSO_Admin_1b") && !after_text.contains("_0a"));
+    assert_eq!(after.removed.len(), 1);
+}
+
+#[test]
+fn a_hand_entry_for_the_same_role_is_a_conflict_and_a_user_scope_leaves_roles_alone() {
+    let hand =
+        "- rolearn: ARN:AWS:IAM::123456789012:ROLE/AWSRESERVEDSSO_ADMIN_0A\n  username: shared\n";
+    let current = data(&[("mapRoles", hand)]);
+    let merged = merge_roles(
+        Some(&current),
+        &sso_roles(&["AWSReservedSSO_Admin_0a"], Scope::All),
+    )
+    .unwrap();
+    assert_eq!(merged.conflicts.len(), 1);
+    assert!(merged.map_users.is_none());
+    let owned = merge_roles(None, &sso_roles(&["R"], Scope::All))
+        .unwrap()
+        .map_users
+        .unwrap();
+    let current = data(&[("mapRoles", &owned)]);
+    let users_only = sso_roles(&[], Scope::Users(["alice".to_string()].into()));
+    assert!(merge_roles(Some(&current), &users_only)
+        .unwrap()
+        .map_users
+        .is_none());
+}
+
+#[test]
+fn an_unreadable_map_roles_blocks_role_grants_but_not_users() {
+    let current = data(&[("mapRoles", "- rolearn: [unclosed\n")]);
+    let err = merge_roles(Some(&current), &sso_roles(&["R"], Scope::All)).unwrap_err();
+    assert!(err.to_string().contains("mapRoles does not parse"), "{err}");
+    let users = Desired {
+        scope: Scope::All,
+        entries: entries(&[("alice", &["devs"])]),
+    };
+    assert!(merge(Some(&current), &users).unwrap().writes());
 }

@@ -21,7 +21,7 @@ use crate::access_entries::{
     self, needs_describe, ExistingEntry, MANAGED_TAG_KEY, MANAGED_TAG_VALUE, PRINCIPAL_ID_TAG_KEY,
     STANDARD,
 };
-use crate::desired::{Desired, Mapping, UserArn};
+use crate::desired::{Desired, Mapping, Principal, RoleArn};
 use crate::report::{ClusterReport, Outcome};
 
 /// DescribeAccessEntry calls in flight per cluster: a full reconcile describes every IAM-user
@@ -90,7 +90,7 @@ pub trait AccessEntryStore: Send + Sync {
     /// principal id (`mapping.principal_id`) it is made for, when known.
     fn create<'a>(
         &'a self,
-        principal: &'a UserArn,
+        principal: &'a str,
         mapping: &'a Mapping,
     ) -> BoxFuture<'a, Result<(), EntryError>>;
     /// UpdateAccessEntry: user name and groups.
@@ -191,7 +191,7 @@ impl AccessEntryStore for EksAccessEntries {
 
     fn create<'a>(
         &'a self,
-        principal: &'a UserArn,
+        principal: &'a str,
         mapping: &'a Mapping,
     ) -> BoxFuture<'a, Result<(), EntryError>> {
         Box::pin(async move {
@@ -199,7 +199,7 @@ impl AccessEntryStore for EksAccessEntries {
                 .client
                 .create_access_entry()
                 .cluster_name(&self.cluster)
-                .principal_arn(principal.as_str())
+                .principal_arn(principal)
                 .username(&mapping.username)
                 .set_kubernetes_groups(Some(mapping.groups.clone()))
                 .r#type(STANDARD)
@@ -208,7 +208,7 @@ impl AccessEntryStore for EksAccessEntries {
                 request = request.tags(PRINCIPAL_ID_TAG_KEY, id);
             }
             request.send().await.map(drop).map_err(|e| {
-                self.error("CreateAccessEntry", principal.as_str(), e, |s| {
+                self.error("CreateAccessEntry", principal, e, |s| {
                     s.is_resource_in_use_exception()
                 })
             })
@@ -262,15 +262,58 @@ pub async fn apply_access_entries(
     desired: &Desired,
     options: &ApplyOptions,
 ) -> ClusterReport {
+    apply_access_entries_with_roles(store, desired, &no_roles(), options).await
+}
+
+/// A role part that decides about no role (a user scope covers none), for callers that map
+/// users only.
+pub fn no_roles() -> Desired<RoleArn> {
+    Desired {
+        scope: crate::desired::Scope::Users(Default::default()),
+        entries: Default::default(),
+    }
+}
+
+/// [`apply_access_entries`] for users and roles at once: one listing, one planner per kind
+/// ([`access_entries::plan`] serves both), the calls of both.
+pub async fn apply_access_entries_with_roles(
+    store: &dyn AccessEntryStore,
+    desired: &Desired,
+    roles: &Desired<RoleArn>,
+    options: &ApplyOptions,
+) -> ClusterReport {
     until_settled("access entries", &options.cluster, options.limits, || {
-        attempt(store, desired, options)
+        attempt(store, desired, roles, options)
     })
     .await
+}
+
+/// The calls one plan makes, in the order the module doc gives: revocations first.
+fn calls_of<'a, P: Principal>(
+    store: &'a dyn AccessEntryStore,
+    plan: &'a access_entries::Plan<P>,
+) -> Vec<BoxFuture<'a, Result<(), EntryError>>> {
+    let mut calls = Vec::new();
+    for removal in &plan.delete {
+        calls.push(store.delete(&removal.principal));
+    }
+    for replacement in &plan.replace {
+        calls.push(store.delete(&replacement.principal));
+        calls.push(store.create(replacement.arn.as_str(), &replacement.after));
+    }
+    for (principal, mapping) in &plan.create {
+        calls.push(store.create(principal.as_str(), mapping));
+    }
+    for update in &plan.update {
+        calls.push(store.update(&update.principal, &update.after));
+    }
+    calls
 }
 
 async fn attempt(
     store: &dyn AccessEntryStore,
     desired: &Desired,
+    roles: &Desired<RoleArn>,
     options: &ApplyOptions,
 ) -> Attempt {
     let mut report = ClusterReport::new(&options.cluster, "", Outcome::Unchanged);
@@ -278,11 +321,9 @@ async fn attempt(
         Ok(principals) => principals,
         Err(e) => return Attempt::Done(report.failed(e.to_string())),
     };
-    let described: Vec<_> = futures::stream::iter(
-        principals
-            .iter()
-            .filter(|principal| needs_describe(principal, desired)),
-    )
+    let described: Vec<_> = futures::stream::iter(principals.iter().filter(|principal| {
+        needs_describe(principal, desired) || needs_describe(principal, roles)
+    }))
     .map(|principal| store.describe(principal))
     .buffered(DESCRIBE_CONCURRENCY)
     .collect()
@@ -296,39 +337,41 @@ async fn attempt(
             Err(e) => return Attempt::Done(report.failed(e.to_string())),
         }
     }
-    let plan = match access_entries::plan(&current, desired) {
-        Ok(plan) => plan,
+    let plans = access_entries::plan(&current, desired)
+        .and_then(|users| Ok((users, access_entries::plan(&current, roles)?)));
+    let (plan, role_plan) = match plans {
+        Ok(plans) => plans,
         Err(e) => return Attempt::Done(report.failed(format!("cluster {}: {e}", options.cluster))),
     };
-    report.added = plan.create.len();
-    // A replaced entry is the same user's access, made again: a change, not a removal.
-    report.changed = plan.update.len() + plan.replace.len();
-    report.removed = plan.delete.len();
-    report.conflicts = plan.conflicts.iter().map(ToString::to_string).collect();
-    if plan.is_empty() {
+    report.added = plan.create.len() + role_plan.create.len();
+    // A replaced entry is the same principal's access, made again: a change, not a removal.
+    report.changed =
+        plan.update.len() + plan.replace.len() + role_plan.update.len() + role_plan.replace.len();
+    report.removed = plan.delete.len() + role_plan.delete.len();
+    report.conflicts = plan
+        .conflicts
+        .iter()
+        .map(ToString::to_string)
+        .chain(role_plan.conflicts.iter().map(ToString::to_string))
+        .collect();
+    if plan.is_empty() && role_plan.is_empty() {
         report.settle(Outcome::Unchanged);
         return Attempt::Done(report);
     }
     if options.dry_run {
-        report.diff = Some(plan.render(&options.cluster));
+        let mut diff = plan.render(&options.cluster);
+        if !role_plan.is_empty() {
+            diff.push_str(&role_plan.render(&options.cluster));
+        }
+        report.diff = Some(diff);
         report.settle(Outcome::Updated);
         return Attempt::Done(report);
     }
-    // Sequential, in the order the module doc gives: a failure leaves a known prefix applied.
-    let mut calls = Vec::new();
-    for removal in &plan.delete {
-        calls.push(store.delete(&removal.principal));
-    }
-    for replacement in &plan.replace {
-        calls.push(store.delete(&replacement.principal));
-        calls.push(store.create(&replacement.arn, &replacement.after));
-    }
-    for (principal, mapping) in &plan.create {
-        calls.push(store.create(principal, mapping));
-    }
-    for update in &plan.update {
-        calls.push(store.update(&update.principal, &update.after));
-    }
+    // Sequential: a failure leaves a known prefix applied.
+    let calls: Vec<_> = calls_of(store, &plan)
+        .into_iter()
+        .chain(calls_of(store, &role_plan))
+        .collect();
     let total = calls.len();
     for (applied, call) in calls.into_iter().enumerate() {
         match call.await {
@@ -351,7 +394,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::desired::Scope;
+    use crate::desired::{Scope, UserArn};
     use crate::sync::retry::Limits;
 
     /// An in-memory EKS: entries by principal, every call recorded, optional scripted failures.
@@ -423,16 +466,16 @@ mod tests {
 
         fn create<'a>(
             &'a self,
-            principal: &'a UserArn,
+            principal: &'a str,
             mapping: &'a Mapping,
         ) -> BoxFuture<'a, Result<(), EntryError>> {
             Box::pin(async move {
-                self.record("Create", principal.as_str())?;
+                self.record("Create", principal)?;
                 let mut entries = self.entries.lock().unwrap();
                 if let Some(theirs) = self.sneak_in.lock().unwrap().take() {
                     entries.insert(theirs.principal_arn.clone(), theirs);
                 }
-                if entries.contains_key(principal.as_str()) {
+                if entries.contains_key(principal) {
                     return Err(EntryError::Changed {
                         operation: "CreateAccessEntry",
                         cluster: "c".into(),
@@ -441,7 +484,7 @@ mod tests {
                     });
                 }
                 let entry = ExistingEntry::owned(
-                    principal.as_str(),
+                    principal,
                     &mapping.username,
                     mapping.groups.iter().cloned(),
                 );

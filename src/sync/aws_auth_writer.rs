@@ -11,8 +11,8 @@ use kube::api::{Api, ObjectMeta, PostParams};
 use std::time::Duration;
 
 use super::retry::{until_settled, Attempt, Limits};
-use crate::aws_auth::{self, MAP_USERS};
-use crate::desired::Desired;
+use crate::aws_auth::{self, MAP_ROLES, MAP_USERS};
+use crate::desired::{Desired, RoleArn};
 use crate::report::{ClusterReport, Outcome};
 
 const NAMESPACE: &str = "kube-system";
@@ -139,8 +139,22 @@ pub async fn apply_aws_auth(
     desired: &Desired,
     options: &ApplyOptions,
 ) -> ClusterReport {
+    apply_aws_auth_with_roles(store, desired, &super::no_roles(), options).await
+}
+
+/// [`apply_aws_auth`] for users (`mapUsers`) and roles (`mapRoles`) at once: one read, one
+/// merge per key ([`aws_auth::merge_key`] serves both), one write with the resourceVersion.
+/// `mapRoles` is read only when the run decides about roles; one that cannot be read blocks
+/// only role grants (the authenticator ignores it meanwhile, so it grants nothing), and only
+/// when there is a role to grant.
+pub async fn apply_aws_auth_with_roles(
+    store: &dyn AwsAuthStore,
+    desired: &Desired,
+    roles: &Desired<RoleArn>,
+    options: &ApplyOptions,
+) -> ClusterReport {
     until_settled("aws-auth", &options.cluster, options.limits, || {
-        attempt(store, desired, options)
+        attempt(store, desired, roles, options)
     })
     .await
 }
@@ -163,7 +177,12 @@ fn after_error(report: ClusterReport, doing: &str, error: StoreError) -> Attempt
     }
 }
 
-async fn attempt(store: &dyn AwsAuthStore, desired: &Desired, options: &ApplyOptions) -> Attempt {
+async fn attempt(
+    store: &dyn AwsAuthStore,
+    desired: &Desired,
+    roles: &Desired<RoleArn>,
+    options: &ApplyOptions,
+) -> Attempt {
     let mut report = ClusterReport::new(&options.cluster, "", Outcome::Unchanged);
     let current = match store.get().await {
         Ok(current) => current,
@@ -185,48 +204,84 @@ async fn attempt(store: &dyn AwsAuthStore, desired: &Desired, options: &ApplyOpt
         Ok(merge) => merge,
         Err(e) => return Attempt::Done(report.failed(e.to_string())),
     };
-    report.added = merge.added.len();
-    report.removed = merge.removed.len();
-    report.changed = merge.changed.len();
-    report.conflicts = merge.conflicts.iter().map(ToString::to_string).collect();
-    // What the merge could not do is a failure of this cluster, reported after whatever it could
+    let role_merge = if roles.scope.covers_roles() {
+        match aws_auth::merge_roles(data.as_ref(), roles) {
+            Ok(merge) => Some(merge),
+            // Nothing to grant: an unreadable mapRoles holds nothing this run must change.
+            Err(_) if roles.entries.is_empty() => None,
+            Err(e) => return Attempt::Done(report.failed(e.to_string())),
+        }
+    } else {
+        None
+    };
+    let role_merge = role_merge.unwrap_or_default();
+    report.added = merge.added.len() + role_merge.added.len();
+    report.removed = merge.removed.len() + role_merge.removed.len();
+    report.changed = merge.changed.len() + role_merge.changed.len();
+    report.conflicts = merge
+        .conflicts
+        .iter()
+        .map(ToString::to_string)
+        .chain(role_merge.conflicts.iter().map(ToString::to_string))
+        .collect();
+    // What a merge could not do is a failure of this cluster, reported after whatever it could
     // do safely (its revocations) has been written.
+    let blocked: Vec<String> = [&merge.blocked, &role_merge.blocked]
+        .into_iter()
+        .flatten()
+        .map(ToString::to_string)
+        .collect();
     let finish = |mut report: ClusterReport, outcome| {
         report.settle(outcome);
-        match &merge.blocked {
-            Some(blocked) => report.failed(blocked.to_string()),
-            None => report,
+        if blocked.is_empty() {
+            report
+        } else {
+            report.failed(blocked.join("; "))
         }
     };
-    let Some(new_value) = merge.map_users.clone() else {
+    let mut updates: Vec<(&'static str, String, Option<&str>)> = Vec::new();
+    if let Some(value) = merge.map_users.clone() {
+        updates.push((MAP_USERS, value, merge.previous.as_deref()));
+    }
+    if let Some(value) = role_merge.map_users.clone() {
+        updates.push((MAP_ROLES, value, role_merge.previous.as_deref()));
+    }
+    if updates.is_empty() {
         return Attempt::Done(finish(report, Outcome::Unchanged));
-    };
-    let size = data_size(current.as_ref(), &new_value);
+    }
+    let size = data_size(current.as_ref(), &updates);
     if size > MAX_CONFIG_MAP_DATA {
         // Counted only here, where it explains the refusal.
-        let entries = serde_yaml_ng::from_str::<Vec<serde_yaml_ng::Value>>(&new_value)
-            .map_or(0, |items| items.len());
+        let entries: usize = updates
+            .iter()
+            .map(|(_, value, _)| {
+                serde_yaml_ng::from_str::<Vec<serde_yaml_ng::Value>>(value)
+                    .map_or(0, |items| items.len())
+            })
+            .sum();
         return Attempt::Done(report.failed(format!(
             "{NAMESPACE}/{NAME} would hold {size} bytes of data ({entries} mapUsers entries), over Kubernetes' limit of {MAX_CONFIG_MAP_DATA} bytes for a ConfigMap; nothing was written"
         )));
     }
     if options.dry_run {
-        report.diff = Some(aws_auth::unified_diff(
-            &options.cluster,
-            merge.previous.as_deref(),
-            &new_value,
-        ));
+        let diff: String = updates
+            .iter()
+            .map(|(key, value, previous)| {
+                aws_auth::unified_diff_of(&options.cluster, key, *previous, value)
+            })
+            .collect();
+        report.diff = Some(diff);
         return Attempt::Done(finish(report, Outcome::Updated));
     }
     let written = match current {
         Some(mut config_map) => {
-            config_map
-                .data
-                .get_or_insert_with(BTreeMap::new)
-                .insert(MAP_USERS.to_string(), new_value);
+            let data = config_map.data.get_or_insert_with(BTreeMap::new);
+            for (key, value, _) in updates {
+                data.insert(key.to_string(), value);
+            }
             store.replace(&config_map).await
         }
-        None => store.create(&new_aws_auth(new_value)).await,
+        None => store.create(&new_aws_auth(updates)).await,
     };
     match written {
         Ok(()) => Attempt::Done(finish(report, Outcome::Updated)),
@@ -240,12 +295,13 @@ async fn attempt(store: &dyn AwsAuthStore, desired: &Desired, options: &ApplyOpt
 pub const MAX_CONFIG_MAP_DATA: usize = 1024 * 1024;
 
 /// The size Kubernetes validates, of the ConfigMap as it would be written.
-fn data_size(current: Option<&ConfigMap>, map_users: &str) -> usize {
+fn data_size(current: Option<&ConfigMap>, updates: &[(&str, String, Option<&str>)]) -> usize {
+    let replaced = |key: &str| updates.iter().any(|(k, _, _)| *k == key);
     let others: usize = current
         .map(|cm| {
             let data = cm.data.iter().flatten();
             let text: usize = data
-                .filter(|(key, _)| key.as_str() != MAP_USERS)
+                .filter(|(key, _)| !replaced(key))
                 .map(|(_, value)| value.len())
                 .sum();
             let binary: usize = cm
@@ -257,17 +313,22 @@ fn data_size(current: Option<&ConfigMap>, map_users: &str) -> usize {
             text + binary
         })
         .unwrap_or(0);
-    others + map_users.len()
+    others + updates.iter().map(|(_, v, _)| v.len()).sum::<usize>()
 }
 
-fn new_aws_auth(map_users: String) -> ConfigMap {
+fn new_aws_auth(updates: Vec<(&'static str, String, Option<&str>)>) -> ConfigMap {
     ConfigMap {
         metadata: ObjectMeta {
             name: Some(NAME.to_string()),
             namespace: Some(NAMESPACE.to_string()),
             ..ObjectMeta::default()
         },
-        data: Some(BTreeMap::from([(MAP_USERS.to_string(), map_users)])),
+        data: Some(
+            updates
+                .into_iter()
+                .map(|(key, value, _)| (key.to_string(), value))
+                .collect(),
+        ),
         ..ConfigMap::default()
     }
 }

@@ -22,21 +22,25 @@ use futures::future::BoxFuture;
 use futures::StreamExt;
 
 pub use access_entry_writer::{
-    apply_access_entries, AccessEntryStore, EksAccessEntries, EntryError, DESCRIBE_CONCURRENCY,
+    apply_access_entries, apply_access_entries_with_roles, no_roles, AccessEntryStore,
+    EksAccessEntries, EntryError, DESCRIBE_CONCURRENCY,
 };
-pub use aws_auth_writer::{apply_aws_auth, ApplyOptions, AwsAuthStore, KubeAwsAuth, StoreError};
+pub use aws_auth_writer::{
+    apply_aws_auth, apply_aws_auth_with_roles, ApplyOptions, AwsAuthStore, KubeAwsAuth, StoreError,
+};
 pub use retry::{Limits, DEFAULT_MAX_ATTEMPTS};
 
 use crate::backend::{self, Choice, Store};
 use crate::cluster::{self, ClusterDirectory, ClusterTarget};
 use crate::config::{ClusterRef, Config};
 use crate::credentials::CredentialsFor;
-use crate::desired::Desired;
+use crate::desired::{Desired, RoleArn};
 use crate::event::{Invocation, Trigger};
 use crate::fleet;
 use crate::follow_up;
 use crate::iam::{self, IamDirectory, IamError};
 use crate::report::{ClusterReport, Outcome, Report};
+use crate::roles;
 use crate::token;
 
 /// Opens the aws-auth of a described cluster; the real one signs a token per connection.
@@ -293,6 +297,10 @@ fn trigger_label(trigger: &Trigger) -> String {
     match trigger {
         Trigger::All => "all".to_string(),
         Trigger::Users(names) => names.iter().cloned().collect::<Vec<_>>().join(","),
+        Trigger::Roles(names) => format!(
+            "roles:{}",
+            names.iter().cloned().collect::<Vec<_>>().join(",")
+        ),
     }
 }
 
@@ -345,15 +353,65 @@ async fn sync_cluster_inner(
         dry_run,
         limits: Limits::until(deadline),
     };
-    let mut report = write(app, &target, store, desired, &options).await;
+    let (roles, roles_failed) = cluster_roles(app, cluster, desired).await;
+    let mut report = write(app, &target, store, desired, &roles, &options).await;
     report.backend = Some(store.as_str());
     // Only once the chosen store holds the users: retiring after a skipped or failed write
     // would take away the only entries that still grant access.
     if let (Some(retired), true) = (retire, report.holds_users()) {
-        let cleanup = write(app, &target, retired, &desired.emptied(), &options).await;
+        let cleanup = write(
+            app,
+            &target,
+            retired,
+            &desired.emptied(),
+            &roles.emptied(),
+            &options,
+        )
+        .await;
         absorb_retirement(&mut report, retired, cleanup);
     }
-    report
+    match roles_failed {
+        Some(reason) if report.outcome != Outcome::Failed => report.failed(reason),
+        _ => report,
+    }
+}
+
+/// The role part of a cluster's run: the `roles` entries resolved in the cluster's account
+/// (through its `roleArn`), within the run's scope. A user event has none (its scope covers no
+/// role), and neither has a config without `roles`. When IAM cannot be read for the roles, the
+/// users are still written, no role entry is touched, and the cluster fails with the reason.
+async fn cluster_roles(
+    app: &App,
+    cluster: &ClusterRef,
+    desired: &Desired,
+) -> (Desired<RoleArn>, Option<String>) {
+    if app.config.roles.is_empty() || !desired.scope.covers_roles() {
+        return (no_roles(), None);
+    }
+    let identity = cluster.role_arn.as_deref();
+    match roles::resolve(
+        app.iam.as_ref(),
+        identity,
+        &app.config.roles,
+        &desired.scope,
+    )
+    .await
+    {
+        Ok(resolved) => {
+            let (roles, notes) = roles::desired(&app.config.roles, &desired.scope, &resolved);
+            for note in notes {
+                tracing::warn!(cluster = %cluster.name, entry = note.entry, "{}", note.message);
+            }
+            (roles, None)
+        }
+        Err(e) => (
+            no_roles(),
+            Some(format!(
+                "cluster {}: role mappings not applied, reading their roles failed: {e}",
+                cluster.name
+            )),
+        ),
+    }
 }
 
 /// Writes `desired` to one store of the cluster.
@@ -362,6 +420,7 @@ async fn write(
     target: &ClusterTarget,
     store: Store,
     desired: &Desired,
+    roles: &Desired<RoleArn>,
     options: &ApplyOptions,
 ) -> ClusterReport {
     let failed = |reason: String| {
@@ -369,11 +428,15 @@ async fn write(
     };
     match store {
         Store::AwsAuth => match app.connector.aws_auth(target).await {
-            Ok(aws_auth) => apply_aws_auth(aws_auth.as_ref(), desired, options).await,
+            Ok(aws_auth) => {
+                apply_aws_auth_with_roles(aws_auth.as_ref(), desired, roles, options).await
+            }
             Err(e) => failed(format!("connecting to {}: {e}", target.endpoint)),
         },
         Store::AccessEntries => match app.clusters.access_entries(target) {
-            Ok(entries) => apply_access_entries(entries.as_ref(), desired, options).await,
+            Ok(entries) => {
+                apply_access_entries_with_roles(entries.as_ref(), desired, roles, options).await
+            }
             Err(e) => failed(e.to_string()),
         },
     }

@@ -359,6 +359,34 @@ impl Seeder<'_> {
             .to_string())
     }
 
+    /// Creates a role under IAM `path` (say `/aws-reserved/sso.amazonaws.com/`, where IAM
+    /// Identity Center puts the roles of its permission sets) that principals of the default
+    /// account may assume; returns its ARN (with the path) and its `RoleId`.
+    pub async fn create_role_at(&self, name: &str, path: &str) -> anyhow::Result<(String, String)> {
+        let trust = format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::{ACCOUNT_ID}:root"}},"Action":"sts:AssumeRole"}}]}}"#
+        );
+        let out = self
+            .iam
+            .create_role()
+            .role_name(name)
+            .path(path)
+            .assume_role_policy_document(trust)
+            .send()
+            .await?;
+        let role = out
+            .role()
+            .ok_or_else(|| anyhow::anyhow!("CreateRole returned no role"))?;
+        Ok((role.arn().to_string(), role.role_id().to_string()))
+    }
+
+    /// Deletes a role (one without policies), as Identity Center does when a permission set
+    /// is unassigned from the account.
+    pub async fn delete_role(&self, name: &str) -> anyhow::Result<()> {
+        self.iam.delete_role().role_name(name).send().await?;
+        Ok(())
+    }
+
     /// Assumes a role through STS, as a Lambda function's execution role is assumed.
     pub async fn assume_role(&self, role_arn: &str, session: &str) -> anyhow::Result<IssuedKeys> {
         let out = self
