@@ -72,7 +72,7 @@ fn config(bed: &TestBed, admin_role: &str) -> Config {
 
 /// The product wired as `main` wires it: its own role, STS AssumeRole for the other account,
 /// used for EKS, the cluster tokens and the role lookups there.
-fn app(bed: &TestBed, config: Config) -> App {
+fn wired(bed: &TestBed, config: Config) -> App {
     let description = bed.description();
     let own = SharedCredentialsProvider::new(description.credentials.sync_role.sdk_credentials());
     let sdk = |endpoint: &str| eks_iam_sync::aws::config_for(common::REGION, endpoint, own.clone());
@@ -193,7 +193,7 @@ async fn sessions_of_shared_and_identity_center_roles_are_named_per_person_and_f
     };
     let unowned_before = unowned_entries(&bed, "api");
 
-    let app = app(&bed, config(&bed, &admin_role));
+    let app = wired(&bed, config(&bed, &admin_role));
     let full = serde_json::json!({"action": "reconcile", "dryRun": false});
     let report = handle(&app, &full).await.unwrap();
     for cluster in CLUSTERS {
@@ -296,12 +296,38 @@ async fn sessions_of_shared_and_identity_center_roles_are_named_per_person_and_f
     for cluster in CLUSTERS {
         assert_eq!(reported(&again, cluster).outcome, Outcome::Unchanged);
     }
+
+    // The whole `roles` section taken out: the next full reconcile revokes every role mapping
+    // the tool made, as taking out one entry does, and leaves the rest as it was.
+    let mut without_roles = config(&bed, &admin_role);
+    without_roles.roles.clear();
+    let report = handle(&wired(&bed, without_roles), &full).await.unwrap();
+    for cluster in CLUSTERS {
+        let r = reported(&report, cluster);
+        assert_eq!((r.outcome, r.removed), (Outcome::Updated, 2), "{r:?}");
+    }
+    for (cluster, before) in &map_roles_before {
+        let after = aws_auth_data(&bed, cluster).await["mapRoles"].clone();
+        assert_eq!(&after, before, "{cluster}");
+    }
+    assert_eq!(unowned_entries(&bed, "api"), unowned_before);
+    let dave = session(&bed, &new_sso, "dave@example.com").await;
+    for cluster in ["cm", "api"] {
+        let region = &bed.cluster(cluster).unwrap().region;
+        // Signed two minutes ago: a token the API server has never seen, so not a cached success.
+        let token = get_token(&dave, cluster, region, Some("-2m")).unwrap();
+        assert_eq!(
+            list_pods(&bed, cluster, &token).await,
+            Err(401),
+            "{cluster}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_role_event_touches_only_role_entries() {
     let bed = start().await;
-    let app = app(&bed, {
+    let app = wired(&bed, {
         let (admin_role, _) = bed
             .seeder()
             .create_role_at("eks-cluster-admin", "/")

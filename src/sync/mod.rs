@@ -378,15 +378,25 @@ async fn sync_cluster_inner(
 
 /// The role part of a cluster's run: the `roles` entries resolved in the cluster's account
 /// (through its `roleArn`), within the run's scope. A user event has none (its scope covers no
-/// role), and neither has a config without `roles`. When IAM cannot be read for the roles, the
-/// users are still written, no role entry is touched, and the cluster fails with the reason.
+/// role). A config without `roles` still decides about role entries on a full reconcile or a
+/// role event: it wants none, so the tool's own entries of roles since taken out of the config
+/// go (removing the whole section must revoke as surely as removing one entry). When IAM cannot
+/// be read for the roles, the users are still written, no role entry is touched, and the
+/// cluster fails with the reason.
 async fn cluster_roles(
     app: &App,
     cluster: &ClusterRef,
     desired: &Desired,
 ) -> (Desired<RoleArn>, Option<String>) {
-    if app.config.roles.is_empty() || !desired.scope.covers_roles() {
+    if !desired.scope.covers_roles() {
         return (no_roles(), None);
+    }
+    if app.config.roles.is_empty() {
+        let none = Desired {
+            scope: desired.scope.clone(),
+            entries: Default::default(),
+        };
+        return (none, None);
     }
     let identity = cluster.role_arn.as_deref();
     match roles::resolve(
