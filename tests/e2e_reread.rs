@@ -20,7 +20,8 @@ use eks_iam_sync::handler::{handle, HandleError};
 use eks_iam_sync::iam::{IamDirectory, IamError, IamUser, SdkIam};
 use eks_iam_sync::report::Outcome;
 use eks_testbed::awscli::get_token;
-use eks_testbed::eks::AuthenticationMode;
+use eks_testbed::bootstrap::{sync_role_arn, SYNC_ROLE};
+use eks_testbed::eks::{AuthenticationMode, CreateAccessEntryRequest};
 use eks_testbed::{ClusterOptions, FleetOptions, TestBed, TestBedOptions};
 use futures::future::BoxFuture;
 
@@ -135,7 +136,23 @@ async fn a_skipped_aws_auth_write_never_retires_the_access_entries() {
         .await
         .unwrap();
     assert_eq!(report.clusters[0].added, 1, "{report:#?}");
+    let info = bed.cluster("skip-both").unwrap();
 
+    // The function keeps its own way in: an access entry for its role, as aws-auth maps it.
+    // Without it, deleting aws-auth would lock the function out (401) and the run could only
+    // pass through the API server's 10 s cache of an earlier token, which made this test flaky.
+    bed.eks()
+        .create_access_entry(
+            &info.account_id,
+            &info.region,
+            "skip-both",
+            CreateAccessEntryRequest {
+                username: Some(SYNC_ROLE.into()),
+                kubernetes_groups: vec![SYNC_ROLE.into()],
+                ..CreateAccessEntryRequest::new(sync_role_arn(&info.account_id))
+            },
+        )
+        .unwrap();
     // The cluster moves to configMap, but aws-auth is gone and may not be created.
     aws_auth_api(&bed, "skip-both")
         .delete("aws-auth", &Default::default())
@@ -149,7 +166,6 @@ async fn a_skipped_aws_auth_write_never_retires_the_access_entries() {
     let cluster = &report.clusters[0];
     assert_eq!(cluster.outcome, Outcome::Skipped, "{cluster:?}");
     assert_eq!(cluster.retired, 0, "{cluster:?}");
-    let info = bed.cluster("skip-both").unwrap();
     assert!(
         bed.eks()
             .access_entry_for(&info.account_id, &info.region, "skip-both", &alice.arn)
