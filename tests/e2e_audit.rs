@@ -15,7 +15,7 @@ mod common;
 use std::collections::BTreeSet;
 
 use aws_sdk_eks::types::{AccessScope, AccessScopeType};
-use common::{aws_auth_api, set_data_key, REGION};
+use common::{aws_auth_api, cli, set_data_key, REGION};
 use eks_iam_sync::audit::{self, AuditOptions, AuditReport, Class, PathReport, Source};
 use eks_iam_sync::config::Config;
 use eks_iam_sync::sync::App;
@@ -199,29 +199,6 @@ fn path<'a>(
         .iter()
         .find(|p| p.source == source && p.principal.eq_ignore_ascii_case(principal))
         .unwrap_or_else(|| panic!("{source:?} {principal} missing in {cluster:?}"))
-}
-
-/// Runs the built binary (`args` from the subcommand on) with the bed's environment and `config`.
-fn cli(bed: &TestBed, config: &serde_json::Value, args: &[&str]) -> (i32, String, String) {
-    let home = std::env::temp_dir().join(format!("eks-iam-sync-audit-{}", std::process::id()));
-    std::fs::create_dir_all(&home).unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_eks-iam-sync"))
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", &home)
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .envs(&bed.description().env)
-        .env("EKS_IAM_SYNC_CONFIG", config.to_string())
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,7 +18,7 @@ mod common;
 use std::sync::Arc;
 
 use aws_credential_types::provider::SharedCredentialsProvider;
-use common::{aws_auth_data, list_pods, reported};
+use common::{aws_auth_data, list_pods, reported, session, signed_in_as};
 use eks_iam_sync::cluster::{EksDirectory, DEFAULT_CACHE_TTL};
 use eks_iam_sync::config::Config;
 use eks_iam_sync::credentials::AssumeRoles;
@@ -27,7 +27,7 @@ use eks_iam_sync::report::Outcome;
 use eks_iam_sync::sync::{App, TokenConnector};
 use eks_testbed::awscli::get_token;
 use eks_testbed::eks::{AccessEntry, AuthenticationMode, CreateAccessEntryRequest};
-use eks_testbed::moto::{IssuedKeys, ACCOUNT_ID};
+use eks_testbed::moto::ACCOUNT_ID;
 use eks_testbed::{ClusterOptions, FleetOptions, TestBed};
 
 const OTHER_ACCOUNT: &str = "210987654321";
@@ -115,30 +115,6 @@ async fn sso_role(bed: &TestBed, account: &str, suffix: &str) -> String {
         .await
         .unwrap()
         .0
-}
-
-async fn session(bed: &TestBed, role_arn: &str, name: &str) -> IssuedKeys {
-    bed.seeder().assume_role(role_arn, name).await.unwrap()
-}
-
-/// Lists pods on `cluster` with `keys`' AWS CLI token; the username the audit log recorded
-/// for that request's principal ARN (the session's).
-async fn signed_in_as(bed: &TestBed, cluster: &str, keys: &IssuedKeys) -> Result<String, u16> {
-    let region = &bed.cluster(cluster).unwrap().region;
-    let token = get_token(keys, cluster, region, None).unwrap();
-    list_pods(bed, cluster, &token).await?;
-    for _ in 0..50 {
-        let events = bed.audit_events(cluster).unwrap();
-        let found = events.iter().rev().find(|e| {
-            e["user"]["extra"]["arn"][0] == keys.arn.as_str()
-                && e["objectRef"]["resource"] == "pods"
-        });
-        if let Some(event) = found {
-            return Ok(event["user"]["username"].as_str().unwrap().to_owned());
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!("{cluster}: no audit event for {}", keys.arn);
 }
 
 fn unowned_entries(bed: &TestBed, cluster: &str) -> Vec<AccessEntry> {

@@ -10,6 +10,8 @@ use eks_iam_sync::config::Config;
 use eks_iam_sync::iam::SdkIam;
 use eks_iam_sync::report::{ClusterReport, Report};
 use eks_iam_sync::sync::{App, TokenConnector};
+use eks_testbed::awscli::get_token;
+use eks_testbed::moto::IssuedKeys;
 use eks_testbed::{TestBed, TestBedOptions};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams};
@@ -151,6 +153,54 @@ pub async fn audited(bed: &TestBed, cluster: &str, username: &str) -> bool {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     false
+}
+
+/// A session of `role_arn` named `name`, as `aws sts assume-role` makes it.
+pub async fn session(bed: &TestBed, role_arn: &str, name: &str) -> IssuedKeys {
+    bed.seeder().assume_role(role_arn, name).await.unwrap()
+}
+
+/// Lists pods on `cluster` with `keys`' AWS CLI token; the username the audit log recorded
+/// for that request's principal ARN (the session's).
+pub async fn signed_in_as(bed: &TestBed, cluster: &str, keys: &IssuedKeys) -> Result<String, u16> {
+    let region = &bed.cluster(cluster).unwrap().region;
+    let token = get_token(keys, cluster, region, None).unwrap();
+    list_pods(bed, cluster, &token).await?;
+    for _ in 0..50 {
+        let events = bed.audit_events(cluster).unwrap();
+        let found = events.iter().rev().find(|e| {
+            e["user"]["extra"]["arn"][0] == keys.arn.as_str()
+                && e["objectRef"]["resource"] == "pods"
+        });
+        if let Some(event) = found {
+            return Ok(event["user"]["username"].as_str().unwrap().to_owned());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{cluster}: no audit event for {}", keys.arn);
+}
+
+/// Runs the built binary (`args` from the subcommand on) with the bed's environment and `config`.
+pub fn cli(bed: &TestBed, config: &serde_json::Value, args: &[&str]) -> (i32, String, String) {
+    let home = std::env::temp_dir().join(format!("eks-iam-sync-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&home).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_eks-iam-sync"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", &home)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .envs(&bed.description().env)
+        .env("EKS_IAM_SYNC_CONFIG", config.to_string())
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 pub mod access;
