@@ -21,6 +21,7 @@ use eks_iam_sync::config::Config;
 use eks_iam_sync::handler::HandleError;
 use eks_iam_sync::report::{ClusterReport, Outcome, Report};
 use eks_iam_sync::sync::App;
+use eks_testbed::bootstrap::{apply_manifests, PRODUCT_RBAC_CREATE_AWS_AUTH};
 use eks_testbed::moto::IssuedKeys;
 use eks_testbed::{Fault, Matcher, TestBed, TestBedOptions, Times};
 
@@ -325,6 +326,13 @@ async fn part5_a_config_map_deleted_between_read_and_write_is_recreated_with_the
     let proxy = bed.proxy_api_server(&racy).await.unwrap();
     let hold = proxy.hold(Matcher::request("GET", AWS_AUTH));
     let app = app_creating_aws_auth(&bed);
+    // The operator opted in to creating aws-auth (deploy/rbac-create-aws-auth.yaml).
+    apply_manifests(
+        &bed.admin_client(&racy).unwrap(),
+        PRODUCT_RBAC_CREATE_AWS_AUTH,
+    )
+    .await
+    .unwrap();
 
     let add = add_event("gone-user");
     let run = handle_within(&app, &add, deadline());

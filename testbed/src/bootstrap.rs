@@ -19,6 +19,11 @@ use crate::moto::ACCOUNT_ID;
 
 /// The product's in-cluster RBAC, applied verbatim so the tests prove it is enough.
 pub const PRODUCT_RBAC: &str = include_str!("../../deploy/rbac.yaml");
+/// The product's opt-in RBAC for creating a missing aws-auth; not applied by [`bootstrap`], so
+/// every other test proves [`PRODUCT_RBAC`] alone is enough. A test of `createMissingAwsAuth`
+/// applies it as an operator who opted in would ([`apply_manifests`]).
+pub const PRODUCT_RBAC_CREATE_AWS_AUTH: &str =
+    include_str!("../../deploy/rbac-create-aws-auth.yaml");
 
 /// The IAM role the sync function runs as.
 pub const SYNC_ROLE: &str = "eks-iam-sync";
