@@ -207,6 +207,11 @@ impl<P> Default for Plan<P> {
     }
 }
 
+/// The first line of a cluster's access-entry diff.
+pub fn diff_header(cluster: &str) -> String {
+    format!("{cluster}: access entries\n")
+}
+
 impl<P: Principal> Plan<P> {
     /// Whether the plan makes no call: nothing to create, update or delete.
     pub fn is_empty(&self) -> bool {
@@ -218,7 +223,13 @@ impl<P: Principal> Plan<P> {
 
     /// The plan as a readable diff, for a dry run.
     pub fn render(&self, cluster: &str) -> String {
-        let mut text = format!("{cluster}: access entries\n");
+        diff_header(cluster) + &self.render_changes()
+    }
+
+    /// The plan's lines of the diff, without the cluster's header: one cluster's user and role
+    /// plans share one header.
+    pub fn render_changes(&self) -> String {
+        let mut text = String::new();
         for (arn, mapping) in &self.create {
             text.push_str(&format!("+ {arn} {}\n", show(mapping)));
         }

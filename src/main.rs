@@ -1,6 +1,7 @@
 //! One binary: under Lambda (`AWS_LAMBDA_RUNTIME_API` set) it serves the Lambda runtime;
 //! anywhere else it is a CLI. `main` only wires config, SDK clients and the mode.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -18,6 +19,7 @@ use eks_iam_sync::report::Report;
 use eks_iam_sync::sync::{App, TokenConnector};
 use eks_iam_sync::token;
 use eks_iam_sync::token_role;
+use eks_iam_sync::{progress, report_text};
 
 #[derive(Parser)]
 #[command(
@@ -63,12 +65,17 @@ enum Command {
         /// {"action":"audit","fixLogging":bool}, which exits as `audit` does.
         event: std::path::PathBuf,
     },
-    /// Full reconcile of every configured cluster.
+    /// Full reconcile of every configured cluster. Prints one line per cluster (outcome,
+    /// added, changed, removed, conflicts, reason); with --output json the JSON report the
+    /// Lambda returns. On a terminal, a line on stderr as each cluster finishes.
     Reconcile {
         /// Print, per cluster, the diff of mapUsers or access entries that would be written;
         /// write nothing.
         #[arg(long)]
         dry_run: bool,
+        /// `text` (diffs, then a line per cluster) or `json` (the whole report).
+        #[arg(long, value_enum, default_value_t = ReconcileOutput::Text)]
+        output: ReconcileOutput,
     },
     /// Read every cluster of the fleet (listed and discovered, as `reconcile` does) and report
     /// every identity path into it (aws-auth mapUsers, mapRoles, mapAccounts; access entries
@@ -100,6 +107,13 @@ enum Command {
         #[arg(long, requires = "role_arn")]
         session_name: Option<String>,
     },
+}
+
+/// How `reconcile` prints its report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum ReconcileOutput {
+    Text,
+    Json,
 }
 
 /// How `audit` prints its report.
@@ -228,12 +242,25 @@ async fn cli(cli: Cli, sdk: &aws_config::SdkConfig) -> Result<ExitCode, String> 
                 let batch = handler::handle_batch(&app, follow_ups.as_ref(), &input, deadline);
                 return print_batch(batch.await);
             }
-            print_outcome(handle_within(&app, &input, deadline).await, false)
+            print_outcome(
+                handle_within(&app, &input, deadline).await,
+                ReconcileOutput::Json,
+            )
         }
-        Command::Reconcile { dry_run } => {
+        Command::Reconcile { dry_run, output } => {
             let app = app(sdk).await?;
             let input = serde_json::json!({"action": "reconcile", "dryRun": dry_run});
-            print_outcome(handle_within(&app, &input, deadline).await, dry_run)
+            let run = handle_within(&app, &input, deadline);
+            let outcome = if std::io::stderr().is_terminal() {
+                progress::observed(
+                    |p| eprintln!("{}", report_text::progress_line(p.report, p.done, p.total)),
+                    run,
+                )
+                .await
+            } else {
+                run.await
+            };
+            print_outcome(outcome, output)
         }
         Command::Audit {
             output,
@@ -305,33 +332,23 @@ fn print_batch(outcome: handler::BatchOutcome) -> Result<ExitCode, String> {
     })
 }
 
-/// Prints the report (diffs first in a dry run); a failed cluster makes the exit code 1.
-fn print_outcome(outcome: Result<Report, HandleError>, diffs: bool) -> Result<ExitCode, String> {
+/// Prints the report, for people (`report_text`) or as JSON; a failed cluster makes the exit
+/// code 1.
+fn print_outcome(
+    outcome: Result<Report, HandleError>,
+    output: ReconcileOutput,
+) -> Result<ExitCode, String> {
     let (report, code) = match outcome {
         Ok(report) => (report, ExitCode::SUCCESS),
         Err(HandleError::ClustersFailed(report)) => (*report, ExitCode::from(1)),
         Err(e) => return Err(e.to_string()),
     };
-    if diffs {
-        for cluster in &report.clusters {
-            match &cluster.diff {
-                Some(diff) => print!("{diff}"),
-                None => println!(
-                    "# {}: {}{}",
-                    cluster.cluster,
-                    cluster.outcome.as_str(),
-                    cluster
-                        .reason
-                        .as_deref()
-                        .map(|r| format!(" ({r})"))
-                        .unwrap_or_default()
-                ),
-            }
-        }
+    match output {
+        ReconcileOutput::Text => print!("{}", report_text::for_people(&report)),
+        ReconcileOutput::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+        ),
     }
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
-    );
     Ok(code)
 }

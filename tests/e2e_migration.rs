@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::{aws_auth_data, cli, session, set_data_key, signed_in_as, REGION};
+use common::{aws_auth_data, cli, cli_on_terminal, session, set_data_key, signed_in_as, REGION};
 use eks_testbed::bootstrap::initial_map_roles;
 use eks_testbed::eks::{AccessEntry, AuthenticationMode, CreateAccessEntryRequest};
 use eks_testbed::moto::ACCOUNT_ID;
@@ -60,14 +60,16 @@ fn class_of(report: &serde_json::Value, cluster: &str, role_arn: &str) -> Vec<St
         .collect()
 }
 
-/// `reconcile --dry-run=false` through the binary; the JSON report it prints last.
+/// `reconcile --output json` through the binary: its JSON report. First the dry run an
+/// operator reads (diffs, a line per cluster), printed for the README.
 fn reconcile(bed: &TestBed, config: &serde_json::Value) -> serde_json::Value {
-    let (code, out, err) = cli(bed, config, &["reconcile"]);
+    let (code, out, err) = cli(bed, config, &["reconcile", "--dry-run"]);
     assert_eq!(code, 0, "{out}{err}");
-    let start = out
-        .find("{\n")
-        .unwrap_or_else(|| panic!("no report: {out}"));
-    serde_json::from_str(&out[start..]).unwrap_or_else(|e| panic!("{e}: {out}"))
+    assert!(!out.contains("\"clusters\""), "no JSON for people: {out}");
+    println!("reconcile --dry-run:\n{out}");
+    let (code, out, err) = cli(bed, config, &["reconcile", "--output", "json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
 }
 
 fn cluster<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
@@ -178,6 +180,19 @@ async fn a_shared_admin_role_moves_to_per_person_names_with_audit_before_and_aft
         );
         assert!(c["conflicts"].as_array().is_none_or(Vec::is_empty), "{c:#}");
     }
+    // On a terminal, a line per cluster as it finishes (stderr), then the summary (stdout);
+    // without one (every run above), no progress lines.
+    let (code, out, _) = cli_on_terminal(&bed, &config, &["reconcile"]);
+    assert_eq!(code, 0, "{out}");
+    for name in [CM, API] {
+        assert!(
+            out.contains(&format!("/2] {name} (us-east-1): unchanged")),
+            "{out}"
+        );
+    }
+    assert!(out.contains("[1/2] ") && out.contains("[2/2] "), "{out}");
+    let (_, _, stderr) = cli(&bed, &config, &["reconcile"]);
+    assert!(!stderr.contains("[1/2]"), "{stderr}");
     let map_roles = aws_auth_data(&bed, CM).await["mapRoles"].clone();
     assert!(map_roles.starts_with(&initial_map_roles()), "{map_roles}");
     assert!(map_roles.contains("admin:{{SessionName}}"), "{map_roles}");

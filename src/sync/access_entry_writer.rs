@@ -359,10 +359,13 @@ async fn attempt(
         return Attempt::Done(report);
     }
     if options.dry_run {
-        let mut diff = plan.render(&options.cluster);
-        if !role_plan.is_empty() {
-            diff.push_str(&role_plan.render(&options.cluster));
-        }
+        // One header for the cluster; the role part's lines follow the users'.
+        let diff = format!(
+            "{}{}{}",
+            access_entries::diff_header(&options.cluster),
+            plan.render_changes(),
+            role_plan.render_changes()
+        );
         report.diff = Some(diff);
         report.settle(Outcome::Updated);
         return Attempt::Done(report);

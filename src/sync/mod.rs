@@ -167,7 +167,7 @@ pub async fn run(
         None => fleet,
     };
     let targets: Vec<&ClusterRef> = fleet.clusters.iter().collect();
-    let mut clusters = fan_out(app, &targets, &desired, invocation, clusters_deadline).await;
+    let mut clusters = fan_out(app, &targets, &desired, invocation, clusters_deadline, true).await;
     let verified = if invocation.dry_run {
         Ok((0, desired))
     } else {
@@ -250,7 +250,15 @@ async fn verify(
             .filter(|&i| !matches!(clusters[i].outcome, Outcome::Failed | Outcome::Skipped))
             .collect();
         let again_targets: Vec<&ClusterRef> = reached.iter().map(|&i| targets[i]).collect();
-        let again = fan_out(app, &again_targets, &correction, invocation, deadline).await;
+        let again = fan_out(
+            app,
+            &again_targets,
+            &correction,
+            invocation,
+            deadline,
+            false,
+        )
+        .await;
         wrote = again.iter().any(ClusterReport::wrote);
         for (i, report) in reached.into_iter().zip(again) {
             absorb_correction(&mut clusters[i], report);
@@ -261,16 +269,26 @@ async fn verify(
 }
 
 /// Every target at once (at most `maxConcurrency` in flight), unordered, so that one slow
-/// cluster holds only its own slot; the reports come back in the targets' order.
+/// cluster holds only its own slot; the reports come back in the targets' order. With
+/// `observe`, each cluster is told to the run's [`progress`](crate::progress) observer as it
+/// finishes (the first pass only: corrections are part of the same clusters' work).
 async fn fan_out(
     app: &App,
     targets: &[&ClusterRef],
     desired: &Desired,
     invocation: &Invocation,
     deadline: Instant,
+    observe: bool,
 ) -> Vec<ClusterReport> {
-    unordered(targets, app.config.max_concurrency, |cluster| {
-        sync_cluster(app, cluster, desired, invocation.dry_run, deadline)
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let done = &done;
+    unordered(targets, app.config.max_concurrency, |cluster| async move {
+        let report = sync_cluster(app, cluster, desired, invocation.dry_run, deadline).await;
+        if observe {
+            let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            crate::progress::finished(&report, n, targets.len());
+        }
+        report
     })
     .await
 }

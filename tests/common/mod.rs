@@ -182,10 +182,46 @@ pub async fn signed_in_as(bed: &TestBed, cluster: &str, keys: &IssuedKeys) -> Re
 
 /// Runs the built binary (`args` from the subcommand on) with the bed's environment and `config`.
 pub fn cli(bed: &TestBed, config: &serde_json::Value, args: &[&str]) -> (i32, String, String) {
+    cli_command(
+        bed,
+        config,
+        std::process::Command::new(env!("CARGO_BIN_EXE_eks-iam-sync")).args(args),
+    )
+}
+
+/// As [`cli`], but on a terminal: util-linux `script` gives the binary a pseudo-terminal for
+/// stdout and stderr, as a person's shell would; what it printed comes back as stdout.
+pub fn cli_on_terminal(
+    bed: &TestBed,
+    config: &serde_json::Value,
+    args: &[&str],
+) -> (i32, String, String) {
+    let line = std::iter::once(env!("CARGO_BIN_EXE_eks-iam-sync"))
+        .chain(args.iter().copied())
+        .map(|a| format!("'{a}'"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    cli_command(
+        bed,
+        config,
+        std::process::Command::new("script").args([
+            "--quiet",
+            "--return",
+            "--command",
+            &line,
+            "/dev/null",
+        ]),
+    )
+}
+
+fn cli_command(
+    bed: &TestBed,
+    config: &serde_json::Value,
+    command: &mut std::process::Command,
+) -> (i32, String, String) {
     let home = std::env::temp_dir().join(format!("eks-iam-sync-cli-{}", std::process::id()));
     std::fs::create_dir_all(&home).unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_eks-iam-sync"))
-        .args(args)
+    let output = command
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", &home)
