@@ -185,14 +185,24 @@ pub async fn lambda(
     input: &Value,
     deadline: Instant,
 ) -> Result<Value, HandleError> {
+    let started = Instant::now();
     if batch::is_sqs_batch(input) {
         let outcome = handle_batch(app, follow_ups, input, deadline).await;
+        if let Some(report) = &outcome.report {
+            emit_metrics(report, started);
+        }
         return Ok(serde_json::to_value(outcome.response).expect("a batch response serialises"));
     }
     if let Some(audit) = handle_audit(app, input, deadline).await {
         return Ok(audit);
     }
-    match handle_within(app, input, deadline).await {
+    let result = handle_within(app, input, deadline).await;
+    match &result {
+        Ok(report) => emit_metrics(report, started),
+        Err(HandleError::ClustersFailed(report)) => emit_metrics(report, started),
+        Err(_) => {}
+    }
+    match result {
         Ok(report) => {
             // Only re-checks can be planned here: a failed cluster is an error.
             if let (Some(follow_ups), Ok(Parsed::Run(invocation))) =
@@ -208,6 +218,18 @@ pub async fn lambda(
             Ok(serde_json::json!({ "rejected": e.to_string() }))
         }
         Err(e) => Err(e),
+    }
+}
+
+/// Prints the run's metrics (embedded metric format) on stdout, one JSON document a line, where
+/// Lambda hands them to CloudWatch Logs, which extracts the metrics.
+fn emit_metrics(report: &Report, started: Instant) {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let namespace = crate::metrics::namespace_from_env();
+    for document in crate::metrics::documents(report, started.elapsed(), &namespace, now_ms) {
+        println!("{document}");
     }
 }
 
