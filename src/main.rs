@@ -20,6 +20,7 @@ use eks_iam_sync::sync::{App, TokenConnector};
 use eks_iam_sync::token;
 use eks_iam_sync::token_role;
 use eks_iam_sync::{progress, report_text};
+use tracing::Instrument;
 
 #[derive(Parser)]
 #[command(
@@ -133,17 +134,40 @@ const AUDIT_EXIT_CODES: &str = "Exit codes:
      or a cluster lacks audit or authenticator logging
   4  a cluster or discovery region could not be read (wins over 3: the audit is incomplete)";
 
+/// JSON log lines on stderr. The level is `RUST_LOG` where set (local runs, the tests), else the
+/// function's application log level (`AWS_LAMBDA_LOG_LEVEL`, which Lambda sets from the
+/// template's `LogLevel`), else info. Inside an invocation each line carries the Lambda request
+/// id as `span.requestId`.
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "info,aws_config=warn,aws_smithy_runtime=warn".into());
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        log_filter(std::env::var("AWS_LAMBDA_LOG_LEVEL").ok().as_deref()).into()
+    });
     tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
-        .with_current_span(false)
+        .with_current_span(true)
         .with_span_list(false)
         .with_writer(std::io::stderr)
         .with_env_filter(filter)
         .init();
+}
+
+/// The tracing filter for Lambda's application log level: ours at that level, the SDK's
+/// chatty crates at warn at most. FATAL has no tracing level: error.
+fn log_filter(lambda_level: Option<&str>) -> String {
+    let level = match lambda_level.map(str::to_ascii_uppercase).as_deref() {
+        Some("TRACE") => "trace",
+        Some("DEBUG") => "debug",
+        Some("WARN") => "warn",
+        Some("ERROR") | Some("FATAL") => "error",
+        _ => "info",
+    };
+    let sdk = if matches!(level, "error") {
+        "error"
+    } else {
+        "warn"
+    };
+    format!("{level},aws_config={sdk},aws_smithy_runtime={sdk}")
 }
 
 async fn app(sdk: &aws_config::SdkConfig) -> Result<App, String> {
@@ -196,23 +220,28 @@ async fn lambda(sdk: &aws_config::SdkConfig) -> Result<ExitCode, String> {
     let follow_ups = queue::from_env(sdk)?;
     let follow_ups = follow_ups.as_ref();
     lambda_runtime::run(lambda_runtime::service_fn(
-        move |event: lambda_runtime::LambdaEvent<serde_json::Value>| async move {
-            let deadline = lambda_deadline(event.context.deadline());
-            tracing::debug!(
-                request_id = %event.context.request_id,
-                time_left_ms = deadline.saturating_duration_since(Instant::now()).as_millis() as u64,
-                "invocation"
-            );
-            match handler::lambda(app, follow_ups, &event.payload, deadline).await {
-                Ok(result) => Ok(result),
-                Err(HandleError::ClustersFailed(report)) => {
-                    tracing::error!(report = %serde_json::to_string(&report)?, "invocation failed");
-                    Err(lambda_runtime::Error::from(
-                        HandleError::ClustersFailed(report).to_string(),
-                    ))
+        move |event: lambda_runtime::LambdaEvent<serde_json::Value>| {
+            // Every line logged during the invocation names it.
+            let span = tracing::info_span!("invocation", requestId = %event.context.request_id);
+            async move {
+                let deadline = lambda_deadline(event.context.deadline());
+                tracing::debug!(
+                    time_left_ms =
+                        deadline.saturating_duration_since(Instant::now()).as_millis() as u64,
+                    "invocation"
+                );
+                match handler::lambda(app, follow_ups, &event.payload, deadline).await {
+                    Ok(result) => Ok(result),
+                    Err(HandleError::ClustersFailed(report)) => {
+                        tracing::error!(report = %serde_json::to_string(&report)?, "invocation failed");
+                        Err(lambda_runtime::Error::from(
+                            HandleError::ClustersFailed(report).to_string(),
+                        ))
+                    }
+                    Err(e) => Err(lambda_runtime::Error::from(e.to_string())),
                 }
-                Err(e) => Err(lambda_runtime::Error::from(e.to_string())),
             }
+            .instrument(span)
         },
     ))
     .await
@@ -351,4 +380,25 @@ fn print_outcome(
         ),
     }
     Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+
+    #[test]
+    fn lambdas_log_level_sets_ours_and_keeps_the_sdk_quiet() {
+        assert_eq!(
+            log_filter(Some("DEBUG")),
+            "debug,aws_config=warn,aws_smithy_runtime=warn"
+        );
+        assert_eq!(
+            log_filter(Some("fatal")),
+            "error,aws_config=error,aws_smithy_runtime=error"
+        );
+        assert_eq!(
+            log_filter(None),
+            "info,aws_config=warn,aws_smithy_runtime=warn"
+        );
+    }
 }
