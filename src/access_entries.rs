@@ -43,12 +43,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use crate::desired::{Desired, Mapping, Principal, UserArn};
+use crate::installation::Installation;
 
 /// The tag key that marks an access entry as this tool's. Set at creation (CreateAccessEntry
 /// carries tags), so an entry is never ours without it.
 pub const MANAGED_TAG_KEY: &str = "eks-iam-sync/managed";
-/// The tag value that marks ownership; any other value means someone else's entry.
-pub const MANAGED_TAG_VALUE: &str = "true";
+/// The tag value of the installation without an id, and of entries created before
+/// installations existed; an installation with an id tags with the id
+/// ([`Installation::tag_value`]). Any value not this installation's means someone else's entry.
+pub const MANAGED_TAG_VALUE: &str = crate::installation::LEGACY_TAG_VALUE;
 /// The tag key holding the IAM user id (`AIDA...`) an owned entry was created for, set in the
 /// same CreateAccessEntry call as [`MANAGED_TAG_KEY`]. EKS binds the entry to that id and never
 /// shows it, so this tag is the only way to tell later whether the entry still works.
@@ -96,9 +99,16 @@ impl ExistingEntry {
         }
     }
 
-    /// Whether the entry carries the ownership tag.
+    /// Whether the entry carries the ownership tag of the installation without an id.
     pub fn is_owned(&self) -> bool {
-        self.tags.get(MANAGED_TAG_KEY).map(String::as_str) == Some(MANAGED_TAG_VALUE)
+        self.is_owned_by(&Installation::legacy())
+    }
+
+    /// Whether the entry carries `installation`'s ownership tag.
+    pub fn is_owned_by(&self, installation: &Installation) -> bool {
+        self.tags
+            .get(MANAGED_TAG_KEY)
+            .is_some_and(|value| installation.owns_tag_value(value))
     }
 
     /// The same entry, recording that it was made for the IAM principal with unique id `id`.
@@ -327,6 +337,16 @@ pub fn plan<P: Principal>(
     current: &[ExistingEntry],
     desired: &Desired<P>,
 ) -> Result<Plan<P>, PlanError> {
+    plan_as(&Installation::legacy(), current, desired)
+}
+
+/// [`plan`] as `installation`: only entries with its tag value are its own; another
+/// installation's entry is someone else's.
+pub fn plan_as<P: Principal>(
+    installation: &Installation,
+    current: &[ExistingEntry],
+    desired: &Desired<P>,
+) -> Result<Plan<P>, PlanError> {
     let refusals = refusals(desired);
     if !refusals.is_empty() {
         return Err(PlanError::Reserved { refusals });
@@ -344,7 +364,10 @@ pub fn plan<P: Principal>(
             .filter(|(_, entry)| arn.matches(&entry.principal_arn))
             .map(|(_, entry)| *entry)
             .collect();
-        if matching.iter().any(|entry| !entry.is_owned()) {
+        if matching
+            .iter()
+            .any(|entry| !entry.is_owned_by(installation))
+        {
             plan.conflicts.push(arn.clone());
             continue;
         }
@@ -380,7 +403,7 @@ pub fn plan<P: Principal>(
             .conflicts
             .iter()
             .any(|c| c.matches(&entry.principal_arn));
-        if entry.is_owned()
+        if entry.is_owned_by(installation)
             && desired.in_scope(arn)
             && !kept.contains(entry.principal_arn.as_str())
             && !conflicting
@@ -519,6 +542,32 @@ mod tests {
         let plan = plan(&current, &desired(Scope::All, &[("alice", &["devs"])])).unwrap();
         assert_eq!(plan.conflicts, [arn("alice")]);
         assert!(plan.is_empty());
+    }
+
+    #[test]
+    fn another_installations_entry_is_a_conflict_and_never_deleted() {
+        let mine = Installation::new("prod", false).unwrap();
+        let mut theirs = ExistingEntry::unowned(arn("alice").as_str(), "alice", ["devs"]);
+        theirs
+            .tags
+            .insert(MANAGED_TAG_KEY.to_owned(), "staging".to_owned());
+        let legacy = ExistingEntry::owned(arn("bob").as_str(), "bob", ["devs"]);
+        let current = [theirs, legacy];
+        let wants_alice = desired(Scope::All, &[("alice", &["devs"])]);
+        let plan = plan_as(&mine, &current, &wants_alice).unwrap();
+        assert_eq!(plan.conflicts, [arn("alice")]);
+        assert!(
+            plan.is_empty(),
+            "bob's legacy entry is not a named installation's: {plan:?}"
+        );
+        let default = Installation::new("prod", true).unwrap();
+        let plan = plan_as(&default, &current, &wants_alice).unwrap();
+        assert_eq!(
+            plan.delete.len(),
+            1,
+            "the default installation owns bob's legacy entry"
+        );
+        assert_eq!(plan.delete[0].principal, arn("bob").as_str());
     }
 
     #[test]
@@ -921,12 +970,15 @@ mod tests {
         }
 
         /// The entry the writer creates for `arn`: owned, and recording the principal id.
-        fn created(arn: &UserArn, mapping: &Mapping) -> ExistingEntry {
-            let entry = ExistingEntry::owned(
+        fn created(arn: &UserArn, mapping: &Mapping, owner: &Installation) -> ExistingEntry {
+            let mut entry = ExistingEntry::unowned(
                 arn.as_str(),
                 &mapping.username,
                 mapping.groups.iter().cloned(),
             );
+            entry
+                .tags
+                .insert(MANAGED_TAG_KEY.to_owned(), owner.tag_value());
             match &mapping.principal_id {
                 Some(id) => entry.for_principal(id),
                 None => entry,
@@ -935,6 +987,15 @@ mod tests {
 
         /// What EKS holds after the plan's calls.
         fn apply(current: &[ExistingEntry], plan: &Plan) -> Vec<ExistingEntry> {
+            apply_as(current, plan, &Installation::legacy())
+        }
+
+        /// [`apply`] of a plan of `owner`.
+        fn apply_as(
+            current: &[ExistingEntry],
+            plan: &Plan,
+            owner: &Installation,
+        ) -> Vec<ExistingEntry> {
             let mut after: Vec<ExistingEntry> = current
                 .iter()
                 .filter(|e| !plan.delete.iter().any(|d| d.principal == e.principal_arn))
@@ -942,7 +1003,7 @@ mod tests {
                 .cloned()
                 .collect();
             for replacement in &plan.replace {
-                after.push(created(&replacement.arn, &replacement.after));
+                after.push(created(&replacement.arn, &replacement.after, owner));
             }
             for update in &plan.update {
                 let entry = after
@@ -953,9 +1014,23 @@ mod tests {
                 entry.kubernetes_groups = update.after.groups.clone();
             }
             for (arn, mapping) in &plan.create {
-                after.push(created(arn, mapping));
+                after.push(created(arn, mapping, owner));
             }
             after
+        }
+
+        /// Some of the owned (legacy-tagged) entries given to installation `b`.
+        fn shared_cluster() -> impl Strategy<Value = Vec<ExistingEntry>> {
+            (cluster(), prop::collection::vec(any::<bool>(), 8)).prop_map(|(mut entries, to_b)| {
+                for (entry, to_b) in entries.iter_mut().zip(to_b) {
+                    if to_b && entry.is_owned() {
+                        entry
+                            .tags
+                            .insert(MANAGED_TAG_KEY.to_owned(), "b".to_owned());
+                    }
+                }
+                entries
+            })
         }
 
         proptest! {
@@ -979,6 +1054,35 @@ mod tests {
                     prop_assert!(!plan.delete.iter().any(|d| d.principal == p));
                     prop_assert!(!plan.replace.iter().any(|r| r.principal == p));
                     prop_assert!(!plan.create.iter().any(|(a, _)| a.matches(p)));
+                }
+            }
+
+            /// Two installations reconciling one cluster in turn: each touches only its own
+            /// entries. The first round settles ownership (the default installation takes or
+            /// drops the legacy entries, each drops what it no longer wants), the second hands
+            /// a user the other one dropped to the one that wants it, and from then on neither
+            /// plans anything: nothing flaps.
+            #[test]
+            fn two_installations_settle_and_never_touch_each_others_entries(
+                current in shared_cluster(), want_a in wanted(), want_b in wanted(),
+            ) {
+                let a = Installation::new("a", true).unwrap();
+                let b = Installation::new("b", false).unwrap();
+                let mut held = current;
+                for round in 0..4 {
+                    for (me, want) in [(&a, &want_a), (&b, &want_b)] {
+                        let plan = plan_as(me, &held, want).unwrap();
+                        for entry in held.iter().filter(|e| !e.is_owned_by(me)) {
+                            let p = entry.principal_arn.as_str();
+                            prop_assert!(!plan.update.iter().any(|u| u.principal == p));
+                            prop_assert!(!plan.delete.iter().any(|d| d.principal == p));
+                            prop_assert!(!plan.replace.iter().any(|r| r.principal == p));
+                        }
+                        if round > 1 {
+                            prop_assert!(plan.is_empty(), "round {round}, {me}: {plan:?}");
+                        }
+                        held = apply_as(&held, &plan, me);
+                    }
                 }
             }
 

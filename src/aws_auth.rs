@@ -72,6 +72,7 @@ mod tests;
 use std::collections::BTreeMap;
 
 use crate::desired::{Desired, Principal, RoleArn, UserArn};
+use crate::installation::Installation;
 
 use entry::Meaning;
 pub use view::{read_paths, AwsAuthPaths, MappedArn};
@@ -100,8 +101,11 @@ impl AwsAuthPrincipal for RoleArn {
 /// entries non-strictly and ignores unknown keys, so the marker is invisible to authentication;
 /// it is the only durable record of which entries this tool may change or remove.
 pub const MANAGED_BY_KEY: &str = "managedBy";
-/// The value of the ownership marker. Entries with any other value belong to someone else.
-pub const MANAGED_BY_VALUE: &str = "eks-iam-sync";
+/// The value of the ownership marker of the installation without an id, and of entries written
+/// before installations existed; an installation with an id writes `eks-iam-sync/<id>`
+/// ([`Installation::aws_auth_marker`]). Entries with any value not this installation's belong
+/// to someone else.
+pub const MANAGED_BY_VALUE: &str = crate::installation::LEGACY_MARKER;
 
 /// The data key of the users this module computes.
 pub const MAP_USERS: &str = "mapUsers";
@@ -209,17 +213,37 @@ pub fn merge_roles(
     current: Option<&BTreeMap<String, String>>,
     desired: &Desired<RoleArn>,
 ) -> Result<Merge<RoleArn>, AwsAuthError> {
-    merge_key(current, &desired.without_paths())
+    merge_roles_as(&Installation::legacy(), current, desired)
 }
 
-/// The one merge behind [`merge`] and [`merge_roles`], for the key of `P`.
+/// [`merge_roles`] as `installation` ([`merge_as`]).
+pub fn merge_roles_as(
+    installation: &Installation,
+    current: Option<&BTreeMap<String, String>>,
+    desired: &Desired<RoleArn>,
+) -> Result<Merge<RoleArn>, AwsAuthError> {
+    merge_as(installation, current, &desired.without_paths())
+}
+
+/// The one merge behind [`merge`] and [`merge_roles`], for the key of `P`, as the installation
+/// without an id.
 pub fn merge_key<P: AwsAuthPrincipal>(
+    current: Option<&BTreeMap<String, String>>,
+    desired: &Desired<P>,
+) -> Result<Merge<P>, AwsAuthError> {
+    merge_as(&Installation::legacy(), current, desired)
+}
+
+/// [`merge_key`] as `installation`: only entries with its marker are its own, and the entries it
+/// writes carry that marker.
+pub fn merge_as<P: AwsAuthPrincipal>(
+    installation: &Installation,
     current: Option<&BTreeMap<String, String>>,
     desired: &Desired<P>,
 ) -> Result<Merge<P>, AwsAuthError> {
     let previous = current.and_then(|data| data.get(P::KEY)).cloned();
     let document = document::read(previous.as_deref().unwrap_or_default(), P::KEY)?;
-    let decision = plan::decide(&document, previous.is_some(), desired);
+    let decision = plan::decide(&document, previous.is_some(), desired, installation);
     let (added, removed, changed) = changes(&decision.owned_before, &decision.owned_after);
     let blocked = (!decision.reasons.is_empty()).then_some(AwsAuthError::Blocked {
         key: P::KEY,

@@ -110,6 +110,17 @@ pub struct Config {
     /// under a user name that names the session; see [`crate::roles`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<crate::roles::RoleMapping>,
+    /// This installation's id, recorded in every entry it writes so that several installations
+    /// can share a cluster, each changing only its own entries ([`crate::installation`]).
+    /// Naming it here makes this a second installation: it never touches entries written
+    /// before installations existed. Absent: the id the function is given
+    /// (`EKS_IAM_SYNC_INSTALLATION`, which the template sets to `<account id>/<stack name>`),
+    /// as the default installation, which owns those legacy entries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installation: Option<String>,
+    /// The id from the environment, used when `installation` is absent.
+    #[serde(skip)]
+    pub default_installation: Option<String>,
 }
 
 /// Members of one IAM group get these Kubernetes groups.
@@ -281,6 +292,8 @@ impl Default for Config {
             allow_system_masters: false,
             service_identities: Vec::new(),
             roles: Vec::new(),
+            installation: None,
+            default_installation: None,
         }
     }
 }
@@ -364,7 +377,7 @@ impl Config {
     /// that way.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let set = |name| lookup(name).filter(|value: &String| !value.trim().is_empty());
-        match (set(ENV_INLINE), set(ENV_FILE)) {
+        let mut config = match (set(ENV_INLINE), set(ENV_FILE)) {
             (Some(_), Some(_)) => Err(ConfigError::BothSources),
             (None, None) => Err(ConfigError::NoSource),
             (Some(text), None) => Config::parse(&text),
@@ -373,6 +386,31 @@ impl Config {
                     .map_err(|source| ConfigError::ReadFile { path, source })?;
                 Config::parse(&text)
             }
+        }?;
+        if let Some(id) = set(crate::installation::ENV_INSTALLATION) {
+            crate::installation::Installation::new(&id, true).map_err(|e| {
+                ConfigError::Invalid {
+                    problems: vec![Problem {
+                        path: crate::installation::ENV_INSTALLATION.to_owned(),
+                        message: e.to_string(),
+                    }],
+                }
+            })?;
+            config.default_installation = Some(id);
+        }
+        Ok(config)
+    }
+
+    /// This installation: the config's `installation`, else the environment's id as the
+    /// default installation, else the installation without an id. Both ids are validated when
+    /// the config is read.
+    pub fn installation(&self) -> crate::installation::Installation {
+        use crate::installation::Installation;
+        let named = |id: &str, default| Installation::new(id, default).unwrap_or_default();
+        match (&self.installation, &self.default_installation) {
+            (Some(id), _) => named(id, false),
+            (None, Some(id)) => named(id, true),
+            (None, None) => Installation::legacy(),
         }
     }
 
@@ -419,6 +457,11 @@ impl Config {
         self.validate_username_template(&mut problems);
         self.validate_service_identities(&mut problems);
         self.validate_roles(&mut problems);
+        if let Some(id) = &self.installation {
+            if let Err(e) = crate::installation::Installation::new(id, false) {
+                problems.add("installation", e.to_string());
+            }
+        }
         if !(1..=MAX_CONCURRENCY).contains(&self.max_concurrency) {
             problems.add(
                 "maxConcurrency",
@@ -888,6 +931,43 @@ clusters:
     }
 
     #[test]
+    fn the_installation_comes_from_the_config_else_the_environment() {
+        use crate::installation::{Installation, ENV_INSTALLATION};
+        let env = |extra: &str| {
+            let text = format!("{MINIMAL}{extra}");
+            move |name: &str| match name {
+                ENV_INLINE => Some(text.clone()),
+                ENV_INSTALLATION => Some("123456789012/eks-iam-sync".to_owned()),
+                _ => None,
+            }
+        };
+        let defaulted = Config::from_lookup(env("")).unwrap().installation();
+        assert_eq!(
+            defaulted,
+            Installation::new("123456789012/eks-iam-sync", true).unwrap()
+        );
+        let named = Config::from_lookup(env("installation: staging\n"))
+            .unwrap()
+            .installation();
+        assert_eq!(named, Installation::new("staging", false).unwrap());
+        assert_eq!(minimal().installation(), Installation::legacy());
+        let error = Config::parse(&format!("{MINIMAL}installation: 'a b'\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("installation: installation \"a b\""),
+            "{error}"
+        );
+        let bad_env = |name: &str| match name {
+            ENV_INLINE => Some(MINIMAL.to_owned()),
+            ENV_INSTALLATION => Some("true".to_owned()),
+            _ => None,
+        };
+        let error = Config::from_lookup(bad_env).unwrap_err().to_string();
+        assert!(error.contains(ENV_INSTALLATION), "{error}");
+    }
+
+    #[test]
     fn roles_parse_and_every_problem_names_its_field() {
         let ok = format!(
             "{MINIMAL}roles:\n  - {{roleArn: 'arn:aws:iam::111122223333:role/eks-cluster-admin', kubernetesGroups: [platform-admins], usernameTemplate: 'admin:{{{{SessionName}}}}'}}\n  - {{permissionSet: AdministratorAccess, kubernetesGroups: [developers]}}\n"
@@ -990,6 +1070,8 @@ clusters:
                 allow_system_masters: false,
                 service_identities: vec![],
                 roles: vec![],
+                installation: None,
+                default_installation: None,
             }
         );
         assert_eq!(

@@ -32,6 +32,7 @@ pub mod fleet;
 pub mod follow_up;
 pub mod handler;
 pub mod iam;
+pub mod installation;
 pub mod metrics;
 pub mod names;
 pub mod progress;

@@ -10,13 +10,13 @@ use aws_credential_types::provider::ProvideCredentials;
 use clap::{Parser, Subcommand};
 use eks_iam_sync::batch;
 use eks_iam_sync::cluster::{EksDirectory, DEFAULT_CACHE_TTL};
-use eks_iam_sync::config::Config;
+use eks_iam_sync::config::{ClusterRef, Config};
 use eks_iam_sync::credentials::AssumeRoles;
 use eks_iam_sync::handler::{self, handle_within, HandleError};
 use eks_iam_sync::iam::SdkIam;
 use eks_iam_sync::queue;
-use eks_iam_sync::report::Report;
-use eks_iam_sync::sync::{App, TokenConnector};
+use eks_iam_sync::report::{Outcome, Report};
+use eks_iam_sync::sync::{self, App, TokenConnector};
 use eks_iam_sync::token;
 use eks_iam_sync::token_role;
 use eks_iam_sync::{progress, report_text};
@@ -93,6 +93,26 @@ enum Command {
         #[arg(long)]
         fix_logging: bool,
     },
+    /// Remove this installation's entries (users and roles, aws-auth and access entries) from a
+    /// cluster that has left the fleet: taken out of the config or no longer matching
+    /// discovery. Prints what would go, then asks; --yes skips the question. Other
+    /// installations' entries and hand entries stay. A cluster still in the fleet is refused.
+    #[command(after_help = RELEASE_EXIT_CODES)]
+    Release {
+        /// The cluster's name.
+        #[arg(long)]
+        cluster: String,
+        /// Defaults to the SDK's region (AWS_REGION, profile).
+        #[arg(long)]
+        region: Option<String>,
+        /// The role to reach the cluster through, when it is in another account (as its
+        /// `roleArn` was in the config).
+        #[arg(long)]
+        role_arn: Option<String>,
+        /// Remove without asking (required when stdin is not a terminal).
+        #[arg(long)]
+        yes: bool,
+    },
     /// Print an ExecCredential exactly as `aws eks get-token` does (a kubeconfig exec plugin).
     Token {
         #[arg(long)]
@@ -123,6 +143,11 @@ enum AuditOutput {
     Table,
     Json,
 }
+
+const RELEASE_EXIT_CODES: &str = "Exit codes:
+  0  released, or nothing of this installation was on the cluster
+  1  the cluster could not be read or written, or it is still in the fleet
+  3  not confirmed: nothing was changed";
 
 const AUDIT_EXIT_CODES: &str = "Exit codes:
   0  every active path is per-person, node, account-wide, service, or shared granting no more
@@ -307,6 +332,20 @@ async fn cli(cli: Cli, sdk: &aws_config::SdkConfig) -> Result<ExitCode, String> 
             }
             Ok(ExitCode::from(report.exit_code))
         }
+        Command::Release {
+            cluster,
+            region,
+            role_arn,
+            yes,
+        } => {
+            let region = region
+                .or_else(|| sdk.region().map(|r| r.to_string()))
+                .ok_or("no region: pass --region or set AWS_REGION")?;
+            let app = app(sdk).await?;
+            let mut target = ClusterRef::new(&cluster, &region);
+            target.role_arn = role_arn;
+            release(&app, &target, yes, deadline).await
+        }
         Command::Token {
             cluster_name,
             region,
@@ -340,6 +379,67 @@ async fn cli(cli: Cli, sdk: &aws_config::SdkConfig) -> Result<ExitCode, String> 
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `release`: the dry run's diff and line, the question, then the release itself.
+async fn release(
+    app: &App,
+    target: &ClusterRef,
+    yes: bool,
+    deadline: Instant,
+) -> Result<ExitCode, String> {
+    let installation = app.config.installation();
+    let preview = sync::release(app, target, true, deadline)
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Some(diff) = &preview.diff {
+        print!("{diff}");
+        if !diff.ends_with('\n') {
+            println!();
+        }
+    }
+    println!("{}", report_text::summary_line(&preview));
+    if preview.outcome == Outcome::Failed {
+        return Ok(ExitCode::from(1));
+    }
+    let count = preview.removed + preview.retired;
+    if count == 0 {
+        println!(
+            "nothing of {installation} on {} ({}): nothing to release",
+            target.name, target.region
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            return Err(format!(
+                "not releasing {}: stdin is not a terminal to confirm on; pass --yes. \
+                 Nothing was changed.",
+                target.name
+            ));
+        }
+        eprint!(
+            "Remove these {count} entries of {installation} from {} ({})? [y/N] ",
+            target.name, target.region
+        );
+        let mut answer = String::new();
+        std::io::stdin()
+            .read_line(&mut answer)
+            .map_err(|e| format!("reading the answer: {e}"))?;
+        if !matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+            eprintln!("not confirmed: nothing was changed");
+            return Ok(ExitCode::from(3));
+        }
+    }
+    let report = sync::release(app, target, false, deadline)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!("{}", report_text::summary_line(&report));
+    Ok(if report.outcome == Outcome::Failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// Prints an SQS batch's report and its partial batch response; a message to deliver again

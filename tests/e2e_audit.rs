@@ -15,7 +15,7 @@ mod common;
 use std::collections::BTreeSet;
 
 use aws_sdk_eks::types::{AccessScope, AccessScopeType};
-use common::{aws_auth_api, cli, set_data_key, REGION};
+use common::{cli, resource_version, set_data_key, REGION};
 use eks_iam_sync::audit::{self, AuditOptions, AuditReport, Class, PathReport, Source};
 use eks_iam_sync::config::Config;
 use eks_iam_sync::sync::App;
@@ -171,16 +171,6 @@ async fn clean(bed: &TestBed) {
 
 fn writes(bed: &TestBed) -> Vec<(&'static str, u64)> {
     EKS_WRITES.map(|op| (op, bed.eks().calls(op))).to_vec()
-}
-
-async fn resource_version(bed: &TestBed, cluster: &str) -> String {
-    aws_auth_api(bed, cluster)
-        .get("aws-auth")
-        .await
-        .unwrap()
-        .metadata
-        .resource_version
-        .unwrap()
 }
 
 fn path<'a>(

@@ -265,6 +265,7 @@ async fn a_missing_aws_auth_is_created_with_only_map_users_when_allowed() {
         limits: eks_iam_sync::sync::Limits::until(
             std::time::Instant::now() + std::time::Duration::from_secs(60),
         ),
+        installation: Default::default(),
     };
     let report = apply_aws_auth(&store, &desired, &options).await;
     assert_eq!(report.outcome, Outcome::Skipped, "{report:?}");

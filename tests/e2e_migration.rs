@@ -14,9 +14,9 @@ mod common;
 
 use common::{aws_auth_data, cli, cli_on_terminal, session, set_data_key, signed_in_as, REGION};
 use eks_testbed::bootstrap::initial_map_roles;
-use eks_testbed::eks::{AccessEntry, AuthenticationMode, CreateAccessEntryRequest};
+use eks_testbed::eks::{AccessEntry, CreateAccessEntryRequest};
 use eks_testbed::moto::ACCOUNT_ID;
-use eks_testbed::{ClusterOptions, FleetOptions, TestBed};
+use eks_testbed::TestBed;
 
 const CM: &str = "mig-cm";
 const API: &str = "mig-api";
@@ -83,13 +83,7 @@ fn cluster<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Val
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shared_admin_role_moves_to_per_person_names_with_audit_before_and_after() {
-    let bed = TestBed::start(
-        FleetOptions::new()
-            .cluster(ClusterOptions::new(CM))
-            .cluster(ClusterOptions::new(API).mode(AuthenticationMode::Api)),
-    )
-    .await
-    .expect("test bed starts");
+    let bed = common::start_cm_and_api(CM, API).await;
     let (admin_role, _) = bed.seeder().create_role_at(ADMIN_ROLE, "/").await.unwrap();
     // Where the fleet starts: the shared mapping, in both stores; logs exported on API only.
     let shared_map_roles = format!("{}{}", initial_map_roles(), shared_mapping(&admin_role));

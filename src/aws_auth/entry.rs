@@ -19,7 +19,8 @@ use crate::desired::Mapping;
 use crate::desired::UserArn;
 
 use super::node::Node;
-use super::{AwsAuthPrincipal, MANAGED_BY_KEY, MANAGED_BY_VALUE};
+use super::{AwsAuthPrincipal, MANAGED_BY_KEY};
+use crate::installation::Installation;
 
 /// One item of `mapUsers`, as this tool reads it.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,13 +37,14 @@ pub(crate) enum Entry<P> {
 }
 
 impl<P: AwsAuthPrincipal> Entry<P> {
-    pub(crate) fn classify(node: &Node) -> Entry<P> {
+    /// What `node` is to `installation`: another installation's entry is someone else's.
+    pub(crate) fn classify(node: &Node, installation: &Installation) -> Entry<P> {
         let mut arns = Vec::new();
         collect_arns(node, &mut arns, 0, P::ARN_FIELD);
-        if !carries_marker(node, 0) {
+        if !carries_marker(node, installation, 0) {
             return Entry::Foreign { arns, doubt: None };
         }
-        match owned_arn::<P>(node) {
+        match owned_arn::<P>(node, installation) {
             Ok(Some(arn)) => Entry::Owned {
                 arn,
                 node: node.clone(),
@@ -106,17 +108,20 @@ fn collect_arns(node: &Node, arns: &mut Vec<String>, depth: usize, field: &str) 
     }
 }
 
-fn carries_marker(node: &Node, depth: usize) -> bool {
+fn carries_marker(node: &Node, installation: &Installation, depth: usize) -> bool {
     depth <= MAX_MERGE_DEPTH
-        && (node
-            .values_of(|k| k == MANAGED_BY_KEY)
-            .any(|v| v.as_str() == Some(MANAGED_BY_VALUE))
-            || merge_sources(node).any(|source| carries_marker(source, depth + 1)))
+        && (node.values_of(|k| k == MANAGED_BY_KEY).any(|v| {
+            v.as_str()
+                .is_some_and(|v| installation.owns_aws_auth_marker(v))
+        }) || merge_sources(node).any(|source| carries_marker(source, installation, depth + 1)))
 }
 
 /// The ARN of an item carrying the marker: `Some` when it is this tool's, `None` when its one
 /// userarn is not a user ARN, `Err` when it can be read more than one way.
-fn owned_arn<P: AwsAuthPrincipal>(node: &Node) -> Result<Option<P>, String> {
+fn owned_arn<P: AwsAuthPrincipal>(
+    node: &Node,
+    installation: &Installation,
+) -> Result<Option<P>, String> {
     let field = P::ARN_FIELD;
     let Node::Map(pairs) = node else {
         return Err("it is not a mapping".into());
@@ -140,7 +145,10 @@ fn owned_arn<P: AwsAuthPrincipal>(node: &Node) -> Result<Option<P>, String> {
         return Err(format!("its `{field}` is not a string"));
     };
     let marker = node.values_of(|k| k == MANAGED_BY_KEY).next();
-    if marker.and_then(Node::as_str) != Some(MANAGED_BY_VALUE) {
+    if !marker
+        .and_then(Node::as_str)
+        .is_some_and(|v| installation.owns_aws_auth_marker(v))
+    {
         return Err(format!("its `{MANAGED_BY_KEY}` is not a plain string"));
     }
     Ok(P::parse_principal(userarn))
@@ -204,7 +212,33 @@ mod tests {
     use super::*;
 
     fn classify(text: &str) -> Entry<UserArn> {
-        Entry::classify(&Node::parse(text).unwrap())
+        Entry::classify(&Node::parse(text).unwrap(), &Installation::legacy())
+    }
+
+    #[test]
+    fn another_installations_entry_is_someone_elses() {
+        let text = format!("{{userarn: '{ALICE}', username: alice, managedBy: eks-iam-sync/b}}");
+        let node = Node::parse(&text).unwrap();
+        let a = Installation::new("a", true).unwrap();
+        let b = Installation::new("b", false).unwrap();
+        assert!(matches!(
+            Entry::<UserArn>::classify(&node, &a),
+            Entry::Foreign { doubt: None, .. }
+        ));
+        assert!(matches!(
+            Entry::<UserArn>::classify(&node, &b),
+            Entry::Owned { .. }
+        ));
+        let legacy =
+            Node::parse(&format!("{{userarn: '{ALICE}', managedBy: eks-iam-sync}}")).unwrap();
+        assert!(matches!(
+            Entry::<UserArn>::classify(&legacy, &a),
+            Entry::Owned { .. }
+        ));
+        assert!(matches!(
+            Entry::<UserArn>::classify(&legacy, &b),
+            Entry::Foreign { doubt: None, .. }
+        ));
     }
 
     const ALICE: &str = "arn:aws:iam::123456789012:user/alice";

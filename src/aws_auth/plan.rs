@@ -13,6 +13,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::desired::{Desired, Mapping};
+use crate::installation::Installation;
 
 use super::AwsAuthPrincipal;
 
@@ -83,8 +84,9 @@ pub(crate) fn decide<P: AwsAuthPrincipal>(
     document: &Document,
     map_users_exists: bool,
     desired: &Desired<P>,
+    installation: &Installation,
 ) -> Decision<P> {
-    let items = items(document);
+    let items = items(document, installation);
     let (wanted, conflicts) = wanted_in_scope(desired, &items);
     let mut decision = Decision {
         owned_before: sorted_by_arn(
@@ -97,7 +99,7 @@ pub(crate) fn decide<P: AwsAuthPrincipal>(
                 .collect(),
         ),
         conflicts,
-        reasons: doubts_in_scope(&items, desired),
+        reasons: doubts_in_scope(&items, desired, installation),
         ..Decision::default()
     };
     let pieces = match document.layout.unlocated() {
@@ -105,7 +107,7 @@ pub(crate) fn decide<P: AwsAuthPrincipal>(
         Some(why) => in_place(&items, desired, wanted, &why, &mut decision),
     };
     if let Some(pieces) = pieces {
-        match assemble(&document.layout, &pieces) {
+        match assemble(&document.layout, &pieces, &installation.aws_auth_marker()) {
             Ok(text) => decision.text = Some(text),
             Err(why) => {
                 decision.reasons.push(why);
@@ -118,7 +120,10 @@ pub(crate) fn decide<P: AwsAuthPrincipal>(
     decision
 }
 
-fn items<'a, P: AwsAuthPrincipal>(document: &'a Document) -> Vec<Item<'a, P>> {
+fn items<'a, P: AwsAuthPrincipal>(
+    document: &'a Document,
+    installation: &Installation,
+) -> Vec<Item<'a, P>> {
     document
         .entries
         .iter()
@@ -133,7 +138,7 @@ fn items<'a, P: AwsAuthPrincipal>(document: &'a Document) -> Vec<Item<'a, P>> {
                 _ => (None, None, None),
             };
             Item {
-                entry: Entry::classify(node),
+                entry: Entry::classify(node, installation),
                 node,
                 text,
                 slice,
@@ -178,7 +183,11 @@ fn wanted_in_scope<P: AwsAuthPrincipal>(
 
 /// Items that carry the marker but cannot be read as this tool's, for a user in scope: they may
 /// grant what IAM does not, and only a human can fix them.
-fn doubts_in_scope<P: AwsAuthPrincipal>(items: &[Item<P>], desired: &Desired<P>) -> Vec<String> {
+fn doubts_in_scope<P: AwsAuthPrincipal>(
+    items: &[Item<P>],
+    desired: &Desired<P>,
+    installation: &Installation,
+) -> Vec<String> {
     items
         .iter()
         .filter_map(|item| {
@@ -199,7 +208,7 @@ fn doubts_in_scope<P: AwsAuthPrincipal>(items: &[Item<P>], desired: &Desired<P>)
                  remove it by hand",
                 item.place(),
                 super::MANAGED_BY_KEY,
-                super::MANAGED_BY_VALUE
+                installation.aws_auth_marker()
             ))
         })
         .collect()
@@ -390,7 +399,11 @@ fn sorted_by_arn<P: Ord>(mut entries: Vec<(P, Meaning)>) -> Vec<(P, Meaning)> {
 
 /// The new text: the kept header, the pieces at the list's column, the kept trailer. Read back
 /// before it is returned: it must read as exactly the planned entries, or nothing is written.
-fn assemble<P: AwsAuthPrincipal>(layout: &Layout, pieces: &[Piece<P>]) -> Result<String, String> {
+fn assemble<P: AwsAuthPrincipal>(
+    layout: &Layout,
+    pieces: &[Piece<P>],
+    marker: &str,
+) -> Result<String, String> {
     let (header, trailer, indent) = match layout {
         Layout::Empty { keep } => (*keep, "", 0),
         Layout::Block { split, .. } => (split.header, split.trailer, split.indent),
@@ -411,7 +424,10 @@ fn assemble<P: AwsAuthPrincipal>(layout: &Layout, pieces: &[Piece<P>]) -> Result
                 expected.push((*node).clone());
             }
             Piece::Render { arn, mapping } => {
-                let text = indented(&yaml::render_list(&[owned_entry(arn, mapping)]), indent);
+                let text = indented(
+                    &yaml::render_list(&[owned_entry(arn, mapping, marker)]),
+                    indent,
+                );
                 match Node::parse(&text) {
                     Ok(Node::Seq(mut alone)) if alone.len() == 1 => expected.push(alone.remove(0)),
                     other => return Err(format!("rendering {arn} failed: {other:?}")),
@@ -441,8 +457,13 @@ fn indented(text: &str, indent: usize) -> String {
         .collect()
 }
 
-/// The entry this tool writes, keys in a fixed order so the bytes are stable.
-pub(crate) fn owned_entry<P: AwsAuthPrincipal>(arn: &P, mapping: &Mapping) -> serde_yaml_ng::Value {
+/// The entry this tool writes, keys in a fixed order so the bytes are stable; `marker` is the
+/// installation's `managedBy` value.
+pub(crate) fn owned_entry<P: AwsAuthPrincipal>(
+    arn: &P,
+    mapping: &Mapping,
+    marker: &str,
+) -> serde_yaml_ng::Value {
     use serde_yaml_ng::Value;
     let mapping = mapping.normalized();
     let groups = mapping.groups.into_iter().map(Value::String).collect();
@@ -450,10 +471,7 @@ pub(crate) fn owned_entry<P: AwsAuthPrincipal>(arn: &P, mapping: &Mapping) -> se
         (P::ARN_FIELD, Value::String(arn.to_string())),
         ("username", Value::String(mapping.username)),
         ("groups", Value::Sequence(groups)),
-        (
-            super::MANAGED_BY_KEY,
-            Value::String(super::MANAGED_BY_VALUE.to_string()),
-        ),
+        (super::MANAGED_BY_KEY, Value::String(marker.to_string())),
     ];
     Value::Mapping(
         fields

@@ -145,8 +145,11 @@ fn owned_fields() -> impl Strategy<Value = Vec<(String, Value)>> {
         pool_arn(),
         prop::collection::vec("[a-c]", 0..3),
         prop::bool::weighted(0.15),
+        // Another installation's marker now and then: to the legacy installation, its entries
+        // are someone else's.
+        prop_oneof![7 => Just("eks-iam-sync"), 3 => Just("eks-iam-sync/b")],
     )
-        .prop_flat_map(|(arn, groups, doubtful)| {
+        .prop_flat_map(|(arn, groups, doubtful, marker)| {
             let mut fields = vec![
                 ("userarn".to_string(), Value::Scalar(arn.to_string())),
                 (
@@ -154,10 +157,7 @@ fn owned_fields() -> impl Strategy<Value = Vec<(String, Value)>> {
                     Value::Scalar(arn.user_name().into()),
                 ),
                 ("groups".to_string(), Value::List(groups)),
-                (
-                    "managedBy".to_string(),
-                    Value::Scalar("eks-iam-sync".into()),
-                ),
+                ("managedBy".to_string(), Value::Scalar(marker.into())),
             ];
             if doubtful {
                 fields.push(("username".to_string(), Value::Scalar("root".into())));
@@ -384,7 +384,11 @@ fn read_items(text: &str) -> Vec<(Entry<UserArn>, Node, Option<String>)> {
                 }
                 _ => None,
             };
-            (Entry::classify(node), node.clone(), text)
+            (
+                Entry::classify(node, &Installation::legacy()),
+                node.clone(),
+                text,
+            )
         })
         .collect()
 }
@@ -408,7 +412,13 @@ fn owned(items: &[(Entry<UserArn>, Node, Option<String>)]) -> Vec<(UserArn, Node
 }
 
 fn rendered_node(arn: &UserArn, mapping: &Mapping) -> Node {
-    match Node::parse(&yaml::render_list(&[owned_entry(arn, mapping)])).unwrap() {
+    match Node::parse(&yaml::render_list(&[owned_entry(
+        arn,
+        mapping,
+        MANAGED_BY_VALUE,
+    )]))
+    .unwrap()
+    {
         Node::Seq(mut items) => items.remove(0),
         other => panic!("{other:?}"),
     }
@@ -585,6 +595,50 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+    /// Two installations merging into one `mapUsers` in turn (`a` the default one, which owns
+    /// legacy entries, `b` a named one): each keeps every entry that is not its own exactly as
+    /// it reads, and from the third round on neither writes: nothing flaps.
+    #[test]
+    fn two_installations_keep_each_others_entries_and_settle(
+        doc in doc(), want_a in desired(), want_b in desired()
+    ) {
+        let a = Installation::new("a", true).unwrap();
+        let b = Installation::new("b", false).unwrap();
+        let mut data = BTreeMap::from([(MAP_USERS.to_string(), text_of(&doc))]);
+        for round in 0..4 {
+            for (me, want) in [(&a, &want_a), (&b, &want_b)] {
+                let Ok(result) = merge_as(me, Some(&data), want) else {
+                    return Ok(());
+                };
+                prop_assume!(result.blocked.is_none());
+                let not_mine = |text: &str| {
+                    let items = read_items(text);
+                    let mine: Vec<bool> = items
+                        .iter()
+                        .map(|(_, node, _)| matches!(Entry::<UserArn>::classify(node, me), Entry::Owned { .. }))
+                        .collect();
+                    let mut nodes: Vec<String> = items
+                        .iter()
+                        .zip(mine)
+                        .filter(|(_, mine)| !mine)
+                        .map(|((_, node, _), _)| format!("{node:?}"))
+                        .collect();
+                    nodes.sort();
+                    nodes
+                };
+                if let Some(text) = &result.map_users {
+                    prop_assert_eq!(not_mine(&data[MAP_USERS]), not_mine(text), "round {}, {}", round, me);
+                    prop_assert!(round < 2, "round {round}, {me} writes again:\n{}\n->\n{text}", data[MAP_USERS]);
+                }
+                data = apply(&data, &result);
+            }
+        }
+    }
+}
+
 /// Role cases: the same merge over `mapRoles`.
 mod roles {
     use super::*;
@@ -632,7 +686,7 @@ mod roles {
     }
 
     fn indented_owned(arn: &RoleArn, mapping: &Mapping) -> String {
-        yaml::render_list(&[owned_entry(arn, mapping)])
+        yaml::render_list(&[owned_entry(arn, mapping, MANAGED_BY_VALUE)])
     }
 
     fn role_desired() -> impl Strategy<Value = Desired<RoleArn>> {
@@ -686,7 +740,7 @@ mod roles {
                 }
             }
             let doc = document::read(&after, MAP_ROLES).unwrap();
-            let owned: Vec<(RoleArn, Node)> = doc.entries.iter().filter_map(|node| match Entry::<RoleArn>::classify(node) {
+            let owned: Vec<(RoleArn, Node)> = doc.entries.iter().filter_map(|node| match Entry::<RoleArn>::classify(node, &Installation::legacy()) {
                 Entry::Owned { arn, node } => Some((arn, node)),
                 Entry::Foreign { .. } => None,
             }).collect();

@@ -48,6 +48,7 @@ fn owned(path_and_name: &str, groups: &[&str]) -> String {
     yaml::render_list(&[owned_entry(
         &arn,
         &Mapping::new(arn.user_name(), groups.iter().copied()),
+        MANAGED_BY_VALUE,
     )])
 }
 

@@ -18,10 +18,10 @@ use futures::StreamExt;
 use super::retry::{until_settled, Attempt};
 use super::ApplyOptions;
 use crate::access_entries::{
-    self, needs_describe, ExistingEntry, MANAGED_TAG_KEY, MANAGED_TAG_VALUE, PRINCIPAL_ID_TAG_KEY,
-    STANDARD,
+    self, needs_describe, ExistingEntry, MANAGED_TAG_KEY, PRINCIPAL_ID_TAG_KEY, STANDARD,
 };
 use crate::desired::{Desired, Mapping, Principal, RoleArn};
+use crate::installation::Installation;
 use crate::report::{ClusterReport, Outcome};
 
 /// DescribeAccessEntry calls in flight per cluster: a full reconcile describes every IAM-user
@@ -86,12 +86,13 @@ pub trait AccessEntryStore: Send + Sync {
         &'a self,
         principal: &'a str,
     ) -> BoxFuture<'a, Result<Option<ExistingEntry>, EntryError>>;
-    /// CreateAccessEntry, type STANDARD, tagged as owned in the same call, and with the
+    /// CreateAccessEntry, type STANDARD, tagged as `owner`'s in the same call, and with the
     /// principal id (`mapping.principal_id`) it is made for, when known.
     fn create<'a>(
         &'a self,
         principal: &'a str,
         mapping: &'a Mapping,
+        owner: &'a Installation,
     ) -> BoxFuture<'a, Result<(), EntryError>>;
     /// UpdateAccessEntry: user name and groups.
     fn update<'a>(
@@ -193,6 +194,7 @@ impl AccessEntryStore for EksAccessEntries {
         &'a self,
         principal: &'a str,
         mapping: &'a Mapping,
+        owner: &'a Installation,
     ) -> BoxFuture<'a, Result<(), EntryError>> {
         Box::pin(async move {
             let mut request = self
@@ -203,7 +205,7 @@ impl AccessEntryStore for EksAccessEntries {
                 .username(&mapping.username)
                 .set_kubernetes_groups(Some(mapping.groups.clone()))
                 .r#type(STANDARD)
-                .tags(MANAGED_TAG_KEY, MANAGED_TAG_VALUE);
+                .tags(MANAGED_TAG_KEY, owner.tag_value());
             if let Some(id) = &mapping.principal_id {
                 request = request.tags(PRINCIPAL_ID_TAG_KEY, id);
             }
@@ -292,6 +294,7 @@ pub async fn apply_access_entries_with_roles(
 fn calls_of<'a, P: Principal>(
     store: &'a dyn AccessEntryStore,
     plan: &'a access_entries::Plan<P>,
+    owner: &'a Installation,
 ) -> Vec<BoxFuture<'a, Result<(), EntryError>>> {
     let mut calls = Vec::new();
     for removal in &plan.delete {
@@ -299,10 +302,10 @@ fn calls_of<'a, P: Principal>(
     }
     for replacement in &plan.replace {
         calls.push(store.delete(&replacement.principal));
-        calls.push(store.create(replacement.arn.as_str(), &replacement.after));
+        calls.push(store.create(replacement.arn.as_str(), &replacement.after, owner));
     }
     for (principal, mapping) in &plan.create {
-        calls.push(store.create(principal.as_str(), mapping));
+        calls.push(store.create(principal.as_str(), mapping, owner));
     }
     for update in &plan.update {
         calls.push(store.update(&update.principal, &update.after));
@@ -337,8 +340,9 @@ async fn attempt(
             Err(e) => return Attempt::Done(report.failed(e.to_string())),
         }
     }
-    let plans = access_entries::plan(&current, desired)
-        .and_then(|users| Ok((users, access_entries::plan(&current, roles)?)));
+    let owner = &options.installation;
+    let plans = access_entries::plan_as(owner, &current, desired)
+        .and_then(|users| Ok((users, access_entries::plan_as(owner, &current, roles)?)));
     let (plan, role_plan) = match plans {
         Ok(plans) => plans,
         Err(e) => return Attempt::Done(report.failed(format!("cluster {}: {e}", options.cluster))),
@@ -371,9 +375,9 @@ async fn attempt(
         return Attempt::Done(report);
     }
     // Sequential: a failure leaves a known prefix applied.
-    let calls: Vec<_> = calls_of(store, &plan)
+    let calls: Vec<_> = calls_of(store, &plan, owner)
         .into_iter()
-        .chain(calls_of(store, &role_plan))
+        .chain(calls_of(store, &role_plan, owner))
         .collect();
     let total = calls.len();
     for (applied, call) in calls.into_iter().enumerate() {
@@ -471,6 +475,7 @@ mod tests {
             &'a self,
             principal: &'a str,
             mapping: &'a Mapping,
+            owner: &'a Installation,
         ) -> BoxFuture<'a, Result<(), EntryError>> {
             Box::pin(async move {
                 self.record("Create", principal)?;
@@ -486,11 +491,14 @@ mod tests {
                         detail: "ResourceInUseException".into(),
                     });
                 }
-                let entry = ExistingEntry::owned(
+                let mut entry = ExistingEntry::unowned(
                     principal,
                     &mapping.username,
                     mapping.groups.iter().cloned(),
                 );
+                entry
+                    .tags
+                    .insert(MANAGED_TAG_KEY.to_owned(), owner.tag_value());
                 let entry = match &mapping.principal_id {
                     Some(id) => entry.for_principal(id),
                     None => entry,
@@ -539,6 +547,7 @@ mod tests {
                 max_races: 3,
                 ..Limits::until(std::time::Instant::now() + std::time::Duration::from_secs(60))
             },
+            installation: Installation::legacy(),
         }
     }
 

@@ -13,6 +13,7 @@ use std::time::Duration;
 use super::retry::{until_settled, Attempt, Limits};
 use crate::aws_auth::{self, MAP_ROLES, MAP_USERS};
 use crate::desired::{Desired, RoleArn};
+use crate::installation::Installation;
 use crate::report::{ClusterReport, Outcome};
 
 const NAMESPACE: &str = "kube-system";
@@ -130,6 +131,8 @@ pub struct ApplyOptions {
     pub dry_run: bool,
     /// How often and until when a race or a transient error is retried.
     pub limits: Limits,
+    /// Whose entries this run may change, and the marker of those it writes.
+    pub installation: Installation,
 }
 
 /// Brings one cluster's aws-auth in step with `desired`. Never writes what it could not parse;
@@ -200,12 +203,12 @@ async fn attempt(
         (Some(_), None) => Some(BTreeMap::new()),
         (_, data) => data,
     };
-    let merge = match aws_auth::merge(data.as_ref(), desired) {
+    let merge = match aws_auth::merge_as(&options.installation, data.as_ref(), desired) {
         Ok(merge) => merge,
         Err(e) => return Attempt::Done(report.failed(e.to_string())),
     };
     let role_merge = if roles.scope.covers_roles() {
-        match aws_auth::merge_roles(data.as_ref(), roles) {
+        match aws_auth::merge_roles_as(&options.installation, data.as_ref(), roles) {
             Ok(merge) => Some(merge),
             // Nothing to grant: an unreadable mapRoles holds nothing this run must change.
             Err(_) if roles.entries.is_empty() => None,

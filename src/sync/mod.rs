@@ -200,6 +200,69 @@ pub async fn run(
     })
 }
 
+/// Removes this installation's own entries (users and roles, in every store the cluster's
+/// authentication mode reads) from `cluster`, which has left the fleet: taken out of the config,
+/// or no longer matching discovery. Nothing else is touched: another installation's entries,
+/// hand entries, other keys. IAM is not read; with `dry_run` the report's diff shows what would
+/// go. A cluster still in the fleet is refused, since the next reconcile would add its users
+/// back.
+pub async fn release(
+    app: &App,
+    cluster: &ClusterRef,
+    dry_run: bool,
+    deadline: Instant,
+) -> Result<ClusterReport, ReleaseError> {
+    let fleet = tokio::time::timeout_at(
+        deadline.into(),
+        fleet::resolve(&app.config, app.clusters.as_ref()),
+    )
+    .await
+    .map_err(|_| ReleaseError::Deadline)?;
+    if fleet
+        .clusters
+        .iter()
+        .any(|c| c.name == cluster.name && c.region == cluster.region)
+    {
+        return Err(ReleaseError::StillInFleet {
+            cluster: cluster.name.clone(),
+            region: cluster.region.clone(),
+        });
+    }
+    if let Some(failed) = fleet.failures.first() {
+        return Err(ReleaseError::FleetUnknown {
+            cluster: cluster.name.clone(),
+            reason: failed.reason.clone().unwrap_or_default(),
+        });
+    }
+    let nobody = Desired {
+        scope: crate::desired::Scope::All,
+        entries: Default::default(),
+    };
+    let no_role = Desired::<RoleArn> {
+        scope: crate::desired::Scope::All,
+        entries: Default::default(),
+    };
+    Ok(sync_cluster(app, cluster, &nobody, Some(&no_role), dry_run, deadline).await)
+}
+
+/// Why `release` did not look at the cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum ReleaseError {
+    #[error(
+        "cluster {cluster} ({region}) is still in the fleet (listed in the config or matched by \
+         discovery), so the next reconcile would add its users back; take it out of the fleet \
+         first. Nothing was changed."
+    )]
+    StillInFleet { cluster: String, region: String },
+    #[error(
+        "cannot tell whether cluster {cluster} is still in the fleet, since discovery failed: \
+         {reason}. Nothing was changed."
+    )]
+    FleetUnknown { cluster: String, reason: String },
+    #[error("finding the fleet did not finish before the deadline; nothing was changed")]
+    Deadline,
+}
+
 /// The desired state for `trigger`, read before `deadline`.
 async fn read_iam(app: &App, trigger: &Trigger, deadline: Instant) -> Result<Desired, RunError> {
     let read = iam::desired(app.iam.as_ref(), &app.config, trigger);
@@ -283,7 +346,7 @@ async fn fan_out(
     let done = std::sync::atomic::AtomicUsize::new(0);
     let done = &done;
     unordered(targets, app.config.max_concurrency, |cluster| async move {
-        let report = sync_cluster(app, cluster, desired, invocation.dry_run, deadline).await;
+        let report = sync_cluster(app, cluster, desired, None, invocation.dry_run, deadline).await;
         if observe {
             let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
             crate::progress::finished(&report, n, targets.len());
@@ -324,15 +387,18 @@ fn trigger_label(trigger: &Trigger) -> String {
 
 /// One cluster, cut off at `deadline`: a cluster that hangs (an endpoint that accepts and never
 /// answers) fails alone, with a reason, and the run still returns in time.
+///
+/// `roles`: the role part to write; `None` resolves it from the config ([`cluster_roles`]).
 async fn sync_cluster(
     app: &App,
     cluster: &ClusterRef,
     desired: &Desired,
+    roles: Option<&Desired<RoleArn>>,
     dry_run: bool,
     deadline: Instant,
 ) -> ClusterReport {
     let started = Instant::now();
-    let inner = sync_cluster_inner(app, cluster, desired, dry_run, deadline);
+    let inner = sync_cluster_inner(app, cluster, desired, roles, dry_run, deadline);
     let mut report = match tokio::time::timeout_at(deadline.into(), inner).await {
         Ok(report) => report,
         Err(_) => ClusterReport::new(&cluster.name, &cluster.region, Outcome::Failed).with_reason(
@@ -353,6 +419,7 @@ async fn sync_cluster_inner(
     app: &App,
     cluster: &ClusterRef,
     desired: &Desired,
+    roles: Option<&Desired<RoleArn>>,
     dry_run: bool,
     deadline: Instant,
 ) -> ClusterReport {
@@ -370,8 +437,12 @@ async fn sync_cluster_inner(
         create_missing: app.config.create_missing_aws_auth,
         dry_run,
         limits: Limits::until(deadline),
+        installation: app.config.installation(),
     };
-    let (roles, roles_failed) = cluster_roles(app, cluster, desired).await;
+    let (roles, roles_failed) = match roles {
+        Some(roles) => (roles.clone(), None),
+        None => cluster_roles(app, cluster, desired).await,
+    };
     let mut report = write(app, &target, store, desired, &roles, &options).await;
     report.backend = Some(store.as_str());
     // Only once the chosen store holds the users: retiring after a skipped or failed write

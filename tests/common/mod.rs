@@ -84,6 +84,32 @@ pub async fn aws_auth_data(bed: &TestBed, cluster: &str) -> BTreeMap<String, Str
         .unwrap_or_default()
 }
 
+/// The resourceVersion of `cluster`'s aws-auth: unchanged means not written.
+pub async fn resource_version(bed: &TestBed, cluster: &str) -> String {
+    aws_auth_api(bed, cluster)
+        .get("aws-auth")
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap()
+}
+
+/// A bed of its own with one `CONFIG_MAP` cluster `cm` and one `API` cluster `api`: a cluster
+/// of each store.
+pub async fn start_cm_and_api(cm: &str, api: &str) -> TestBed {
+    TestBed::start(
+        eks_testbed::FleetOptions::new()
+            .cluster(eks_testbed::ClusterOptions::new(cm))
+            .cluster(
+                eks_testbed::ClusterOptions::new(api)
+                    .mode(eks_testbed::eks::AuthenticationMode::Api),
+            ),
+    )
+    .await
+    .expect("test bed starts")
+}
+
 /// The parsed mapUsers entries of `cluster`.
 pub async fn map_users(bed: &TestBed, cluster: &str) -> Vec<serde_json::Value> {
     let data = aws_auth_data(bed, cluster).await;
@@ -182,18 +208,41 @@ pub async fn signed_in_as(bed: &TestBed, cluster: &str, keys: &IssuedKeys) -> Re
 
 /// Runs the built binary (`args` from the subcommand on) with the bed's environment and `config`.
 pub fn cli(bed: &TestBed, config: &serde_json::Value, args: &[&str]) -> (i32, String, String) {
+    cli_with(bed, config, &[], args)
+}
+
+/// As [`cli`], with extra environment variables (`EKS_IAM_SYNC_INSTALLATION`, as the template
+/// sets it).
+pub fn cli_with(
+    bed: &TestBed,
+    config: &serde_json::Value,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> (i32, String, String) {
     cli_command(
         bed,
         config,
+        env,
         std::process::Command::new(env!("CARGO_BIN_EXE_eks-iam-sync")).args(args),
     )
 }
 
 /// As [`cli`], but on a terminal: util-linux `script` gives the binary a pseudo-terminal for
-/// stdout and stderr, as a person's shell would; what it printed comes back as stdout.
+/// stdin, stdout and stderr, as a person's shell would (stdin ends at once: no answer); what it
+/// printed comes back as stdout.
 pub fn cli_on_terminal(
     bed: &TestBed,
     config: &serde_json::Value,
+    args: &[&str],
+) -> (i32, String, String) {
+    cli_on_terminal_with(bed, config, &[], args)
+}
+
+/// [`cli_on_terminal`] with extra environment variables.
+pub fn cli_on_terminal_with(
+    bed: &TestBed,
+    config: &serde_json::Value,
+    env: &[(&str, &str)],
     args: &[&str],
 ) -> (i32, String, String) {
     let line = std::iter::once(env!("CARGO_BIN_EXE_eks-iam-sync"))
@@ -204,6 +253,7 @@ pub fn cli_on_terminal(
     cli_command(
         bed,
         config,
+        env,
         std::process::Command::new("script").args([
             "--quiet",
             "--return",
@@ -217,6 +267,7 @@ pub fn cli_on_terminal(
 fn cli_command(
     bed: &TestBed,
     config: &serde_json::Value,
+    env: &[(&str, &str)],
     command: &mut std::process::Command,
 ) -> (i32, String, String) {
     let home = std::env::temp_dir().join(format!("eks-iam-sync-cli-{}", std::process::id()));
@@ -230,6 +281,8 @@ fn cli_command(
         .envs(&bed.description().env)
         .env("EKS_IAM_SYNC_CONFIG", config.to_string())
         .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
     (
