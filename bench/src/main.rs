@@ -46,6 +46,13 @@ struct Args {
     /// IAM users of the full reconcile.
     #[arg(long)]
     users: Option<usize>,
+    /// Clusters of the fleet-scale row [default: 24; --quick: the largest latency count];
+    /// 0 skips it.
+    #[arg(long)]
+    fleet_clusters: Option<usize>,
+    /// IAM users of the fleet-scale row [default: 5000; --quick: 60].
+    #[arg(long)]
+    fleet_users: Option<usize>,
     /// The release binary eks-iam-sync [default: next to this binary].
     #[arg(long)]
     product: Option<PathBuf>,
@@ -69,6 +76,8 @@ struct Plan {
     counts: BTreeSet<usize>,
     events: usize,
     scale: scale::Scale,
+    /// The fleet-scale row, unless skipped.
+    fleet: Option<scale::Scale>,
     cold_starts: usize,
     baseline_runs: usize,
     arm64: bool,
@@ -91,13 +100,29 @@ impl Plan {
         } else {
             counts.last().copied().unwrap_or(1)
         };
+        let users = args.users.unwrap_or(if quick { 50 } else { 1000 });
+        let fleet_clusters = args.fleet_clusters.unwrap_or(if quick {
+            counts.last().copied().unwrap_or(1)
+        } else {
+            24
+        });
+        let fleet_users = args.fleet_users.unwrap_or(if quick { 60 } else { 5000 });
+        anyhow::ensure!(
+            fleet_clusters == 0 || fleet_users >= users,
+            "--fleet-users ({fleet_users}) must be at least --users ({users}): the fleet row adds users to those of section 3"
+        );
         Ok(Self {
             events: args.events.unwrap_or(if quick { 3 } else { 20 }).max(1),
             scale: scale::Scale {
-                users: args.users.unwrap_or(if quick { 50 } else { 1000 }),
+                users,
                 groups: 10,
                 clusters: reference,
             },
+            fleet: (fleet_clusters > 0).then_some(scale::Scale {
+                users: fleet_users,
+                groups: 10,
+                clusters: fleet_clusters,
+            }),
             cold_starts: if quick { 3 } else { 10 },
             baseline_runs: if quick { 1 } else { 3 },
             arm64: !quick && !args.no_arm64,
@@ -105,9 +130,10 @@ impl Plan {
         })
     }
 
-    /// The bed holds the largest count of the latency series.
+    /// The bed holds the largest count of the latency series, or the fleet row's.
     fn max_clusters(&self) -> usize {
-        self.counts.last().copied().unwrap_or(1)
+        let latency = self.counts.last().copied().unwrap_or(1);
+        latency.max(self.fleet.map_or(0, |f| f.clusters))
     }
 
     /// The fleet every other section runs on: 8 clusters as the issue says, or the largest
@@ -216,6 +242,9 @@ async fn measure(
     runtime_api::measure(bed, &mut membership, fleet, plan.cold_starts, table).await?;
     baseline::measure(bed, fleet, plan.baseline_runs, &latencies, table).await?;
     scale::measure(bed, plan.scale, table).await?;
+    if let Some(fleet) = plan.fleet {
+        scale::fleet(bed, fleet, plan.scale.users, table).await?;
+    }
     artifact::measure(&args.repo, bed.product(), plan.arm64, table).await;
     Ok(())
 }
