@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use futures::future::BoxFuture;
+use futures::{StreamExt, TryStreamExt};
 
 use crate::config::Config;
 use crate::credentials::CredentialsFor;
@@ -105,6 +106,10 @@ pub async fn members_ignoring_case(
     }
 }
 
+/// IAM reads in flight at once within a run: IAM throttles bursts per account, and a batch of
+/// 200 onboarding events or a config of many groups must not become 200 calls at once.
+pub const IAM_CONCURRENCY: usize = 8;
+
 /// Computes what the clusters should hold for `trigger`, from IAM's current state.
 pub async fn desired(
     iam: &dyn IamDirectory,
@@ -123,12 +128,24 @@ pub async fn desired(
     let mut members: BTreeMap<String, (IamUser, BTreeSet<String>)> = BTreeMap::new();
     let scope = match trigger {
         Trigger::Users(names) => {
-            for name in names {
-                let Some(user) = iam.user(name).await? else {
+            // Both reads of a user at once, and the users of a batch IAM_CONCURRENCY at a time:
+            // on the warm path these reads are most of an event's latency. A user deleted
+            // meanwhile makes ListGroupsForUser say NoSuchEntity too, which reads as no groups.
+            let reads: Vec<_> = futures::stream::iter(names)
+                .map(|name| async move {
+                    let (user, groups) =
+                        futures::try_join!(iam.user(name), iam.groups_for_user(name))?;
+                    Ok::<_, IamError>((name, user, groups))
+                })
+                .buffered(IAM_CONCURRENCY)
+                .try_collect()
+                .await?;
+            for (name, user, groups) in reads {
+                let Some(user) = user else {
                     tracing::info!(principal = %name, "IAM user no longer exists; its entry goes");
                     continue;
                 };
-                let groups = iam.groups_for_user(name).await?.unwrap_or_default();
+                let groups = groups.unwrap_or_default();
                 for group in &groups {
                     if let Some((_, kubernetes_groups)) = mapped.get(&group.to_ascii_lowercase()) {
                         grant(&mut members, &user, kubernetes_groups);
@@ -140,8 +157,17 @@ pub async fn desired(
         // A role event: no user is in scope, so no user is read or touched.
         Trigger::Roles(names) => Scope::Roles(names.clone()),
         Trigger::All => {
-            for (group, kubernetes_groups) in mapped.values() {
-                match members_ignoring_case(iam, group).await? {
+            // The mapped groups IAM_CONCURRENCY at a time, merged in the config's order.
+            let reads: Vec<_> = futures::stream::iter(mapped.values())
+                .map(|(group, kubernetes_groups)| async move {
+                    let found = members_ignoring_case(iam, group).await?;
+                    Ok::<_, IamError>((group, kubernetes_groups, found))
+                })
+                .buffered(IAM_CONCURRENCY)
+                .try_collect()
+                .await?;
+            for (group, kubernetes_groups, found) in reads {
+                match found {
                     Some(users) => {
                         for user in &users {
                             grant(&mut members, user, kubernetes_groups);
