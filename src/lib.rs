@@ -33,6 +33,7 @@ pub mod follow_up;
 pub mod handler;
 pub mod iam;
 pub mod installation;
+pub mod kube_clients;
 pub mod metrics;
 pub mod names;
 pub mod progress;

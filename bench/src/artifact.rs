@@ -23,7 +23,7 @@ struct Sizes {
 pub async fn measure(repo: &Path, product: &Path, arm64: bool, table: &mut Table) {
     let what = "arm64 bootstrap / zip (cargo lambda build --release --arm64)";
     if !arm64 {
-        table.info(SECTION, what, "not built: skipped by --quick");
+        table.info(SECTION, what, "not built: skipped (--quick or --no-arm64)");
     } else {
         match build_arm64(repo).await {
             Ok(sizes) => table.info(

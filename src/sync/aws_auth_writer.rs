@@ -35,6 +35,10 @@ pub enum StoreError {
         /// The server's `retryAfterSeconds`, when it gave one.
         retry_after: Option<Duration>,
     },
+    /// 401: the cluster refused the token. A kept client tries once more with a new one
+    /// ([`crate::kube_clients`]); otherwise it fails like [`StoreError::Api`].
+    #[error("{0}")]
+    Unauthorized(String),
     #[error("{0}")]
     Api(String),
 }
@@ -83,6 +87,8 @@ fn store_error(e: kube::Error) -> StoreError {
                     detail,
                     retry_after,
                 }
+            } else if status.code == 401 {
+                StoreError::Unauthorized(detail)
             } else {
                 StoreError::Api(detail)
             }
@@ -174,7 +180,7 @@ fn after_error(report: ClusterReport, doing: &str, error: StoreError) -> Attempt
             reason: format!("{doing} {NAMESPACE}/{NAME}: {detail}"),
             retry_after,
         },
-        StoreError::Api(detail) => {
+        StoreError::Api(detail) | StoreError::Unauthorized(detail) => {
             Attempt::Done(report.failed(format!("{doing} {NAMESPACE}/{NAME}: {detail}")))
         }
     }

@@ -15,9 +15,8 @@ mod aws_auth_writer;
 pub mod retry;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use aws_credential_types::provider::ProvideCredentials;
 use futures::future::BoxFuture;
 use futures::StreamExt;
 
@@ -31,7 +30,7 @@ pub use aws_auth_writer::{
 pub use retry::{Limits, DEFAULT_MAX_ATTEMPTS};
 
 use crate::backend::{self, Choice, Store};
-use crate::cluster::{self, ClusterDirectory, ClusterTarget};
+use crate::cluster::{ClusterDirectory, ClusterTarget};
 use crate::config::{ClusterRef, Config};
 use crate::credentials::CredentialsFor;
 use crate::desired::{Desired, RoleArn};
@@ -39,11 +38,11 @@ use crate::event::{Invocation, Trigger};
 use crate::fleet;
 use crate::follow_up;
 use crate::iam::{self, IamDirectory, IamError};
+use crate::kube_clients::KubeClients;
 use crate::report::{ClusterReport, Outcome, Report};
 use crate::roles;
-use crate::token;
 
-/// Opens the aws-auth of a described cluster; the real one signs a token per connection.
+/// Opens the aws-auth of a described cluster; the real one keeps a client per cluster.
 pub trait Connector: Send + Sync {
     fn aws_auth<'a>(
         &'a self,
@@ -52,9 +51,10 @@ pub trait Connector: Send + Sync {
 }
 
 /// [`Connector`] that authenticates as the identity the cluster is reached as (its `roleArn`,
-/// or the function's own), with a token exactly like `aws eks get-token`'s.
+/// or the function's own), with a token exactly like `aws eks get-token`'s, through a client
+/// kept across warm invocations and renewed before its token expires ([`KubeClients`]).
 pub struct TokenConnector {
-    credentials: Arc<dyn CredentialsFor>,
+    clients: Arc<KubeClients>,
 }
 
 impl TokenConnector {
@@ -62,7 +62,7 @@ impl TokenConnector {
     /// [`AssumeRoles`](crate::credentials::AssumeRoles) also serves clusters with `roleArn`.
     pub fn new(credentials: impl CredentialsFor + 'static) -> Self {
         Self {
-            credentials: Arc::new(credentials),
+            clients: Arc::new(KubeClients::new(Arc::new(credentials))),
         }
     }
 }
@@ -72,24 +72,9 @@ impl Connector for TokenConnector {
         &'a self,
         target: &'a ClusterTarget,
     ) -> BoxFuture<'a, Result<Box<dyn AwsAuthStore>, String>> {
-        Box::pin(async move {
-            let credentials = self
-                .credentials
-                .credentials_for(target.role_arn.as_deref())
-                .map_err(|e| e.to_string())?
-                .provide_credentials()
-                .await
-                .map_err(|e| format!("no AWS credentials to sign the cluster token: {e}"))?;
-            let token = token::token(
-                &credentials,
-                &target.region,
-                &target.name,
-                SystemTime::now(),
-            )
-            .map_err(|e| e.to_string())?;
-            let client = cluster::kube_client(target, token.expose()).map_err(|e| e.to_string())?;
-            Ok(Box::new(KubeAwsAuth::new(client)) as Box<dyn AwsAuthStore>)
-        })
+        Box::pin(
+            async move { Ok(Box::new(self.clients.aws_auth(target)) as Box<dyn AwsAuthStore>) },
+        )
     }
 }
 
