@@ -31,7 +31,12 @@ pub struct BenchBed {
 impl BenchBed {
     /// Starts a bed of `clusters` clusters and the IAM proxy. Call it on the runtime that should
     /// serve them (the bed's servers stay on it).
-    pub async fn start(clusters: usize, product: PathBuf) -> anyhow::Result<Self> {
+    /// `iam_latency`: held by the IAM proxy per call ([`proxy`]).
+    pub async fn start(
+        clusters: usize,
+        product: PathBuf,
+        iam_latency: std::time::Duration,
+    ) -> anyhow::Result<Self> {
         anyhow::ensure!(
             product.exists(),
             "{} not found: build it with `cargo build --release -p eks-iam-sync`",
@@ -42,7 +47,7 @@ impl BenchBed {
             name_prefix: "bench".into(),
         })
         .await?;
-        let (iam_endpoint, iam_calls) = proxy::start(bed.moto_endpoint()).await?;
+        let (iam_endpoint, iam_calls) = proxy::start(bed.moto_endpoint(), iam_latency).await?;
         Ok(Self {
             bed,
             iam_calls,

@@ -53,6 +53,10 @@ struct Args {
     /// IAM users of the fleet-scale row [default: 5000; --quick: 60].
     #[arg(long)]
     fleet_users: Option<usize>,
+    /// Milliseconds the IAM proxy holds each call, as IAM in AWS takes (moto answers in one or
+    /// two); 0 measures moto as it is.
+    #[arg(long, default_value_t = 0)]
+    iam_latency_ms: u64,
     /// The release binary eks-iam-sync [default: next to this binary].
     #[arg(long)]
     product: Option<PathBuf>,
@@ -202,12 +206,18 @@ fn run(args: &Args) -> anyhow::Result<(String, Table)> {
     let servers = runtime(cpu::BED_THREADS)?;
     let bench = runtime(cpu::PRODUCT_THREADS)?;
     let started = Instant::now();
-    let bed = servers.block_on(BenchBed::start(plan.max_clusters(), product))?;
+    let iam_latency = std::time::Duration::from_millis(args.iam_latency_ms);
+    let bed = servers.block_on(BenchBed::start(plan.max_clusters(), product, iam_latency))?;
     let mut table = Table::default();
     table.info(
         "0 setup",
         format!("test bed start, {} clusters", plan.max_clusters()),
         ms(started.elapsed()),
+    );
+    table.info(
+        "0 setup",
+        "latency the IAM proxy adds to every IAM call",
+        format!("{} ms", args.iam_latency_ms),
     );
     let measured = bench.block_on(measure(&bed, &plan, args, &mut table));
     drop(bed);

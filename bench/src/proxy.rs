@@ -4,6 +4,11 @@
 //! every IAM call), so the product's `AWS_ENDPOINT_URL_IAM` points here instead: each request's
 //! `Action=` (form body of the AWS query protocol, or the query string) is counted, then the
 //! request is forwarded unchanged and moto's answer returned unchanged.
+//!
+//! moto answers on the same machine in a millisecond or two, where IAM in AWS takes tens of
+//! milliseconds per call; a bench against moto alone hides what concurrent IAM reads save. So the
+//! proxy can hold each request for a fixed time first (`--iam-latency-ms`), as the network
+//! and IAM's front end would.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -42,15 +47,21 @@ struct Proxy {
     upstream: String,
     client: Client<HttpConnector, Full<Bytes>>,
     counts: ActionCounts,
+    latency: std::time::Duration,
 }
 
-/// Starts the proxy on a loopback port of the current runtime; returns its endpoint.
-pub async fn start(upstream: &str) -> anyhow::Result<(String, ActionCounts)> {
+/// Starts the proxy on a loopback port of the current runtime, holding each request `latency`
+/// before forwarding it; returns its endpoint.
+pub async fn start(
+    upstream: &str,
+    latency: std::time::Duration,
+) -> anyhow::Result<(String, ActionCounts)> {
     let counts = ActionCounts::default();
     let proxy = Proxy {
         upstream: upstream.trim_end_matches('/').to_string(),
         client: Client::builder(TokioExecutor::new()).build_http(),
         counts: counts.clone(),
+        latency,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let endpoint = format!("http://{}", listener.local_addr()?);
@@ -71,6 +82,9 @@ async fn forward(State(proxy): State<Proxy>, request: Request) -> Result<Respons
         .map_err(|_| StatusCode::BAD_REQUEST)?
         .to_bytes();
     proxy.counts.add(action(&parts.uri, &body));
+    if !proxy.latency.is_zero() {
+        tokio::time::sleep(proxy.latency).await;
+    }
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     parts.uri = format!("{}{path}", proxy.upstream)
         .parse()
