@@ -72,16 +72,27 @@ pub struct ExistingEntry {
 }
 
 impl ExistingEntry {
-    /// An entry carrying the ownership tag, as this tool creates it.
+    /// An entry carrying the ownership tag of the installation without an id, as this tool
+    /// created it before installations existed.
     pub fn owned<G: Into<String>>(
         principal: &str,
         username: &str,
         groups: impl IntoIterator<Item = G>,
     ) -> Self {
+        Self::owned_by(principal, username, groups, &Installation::legacy())
+    }
+
+    /// An entry carrying `owner`'s ownership tag, as that installation creates it.
+    pub fn owned_by<G: Into<String>>(
+        principal: &str,
+        username: &str,
+        groups: impl IntoIterator<Item = G>,
+        owner: &Installation,
+    ) -> Self {
         let mut entry = Self::unowned(principal, username, groups);
         entry
             .tags
-            .insert(MANAGED_TAG_KEY.to_owned(), MANAGED_TAG_VALUE.to_owned());
+            .insert(MANAGED_TAG_KEY.to_owned(), owner.tag_value());
         entry
     }
 
@@ -547,10 +558,8 @@ mod tests {
     #[test]
     fn another_installations_entry_is_a_conflict_and_never_deleted() {
         let mine = Installation::new("prod", false).unwrap();
-        let mut theirs = ExistingEntry::unowned(arn("alice").as_str(), "alice", ["devs"]);
-        theirs
-            .tags
-            .insert(MANAGED_TAG_KEY.to_owned(), "staging".to_owned());
+        let staging = Installation::new("staging", false).unwrap();
+        let theirs = ExistingEntry::owned_by(arn("alice").as_str(), "alice", ["devs"], &staging);
         let legacy = ExistingEntry::owned(arn("bob").as_str(), "bob", ["devs"]);
         let current = [theirs, legacy];
         let wants_alice = desired(Scope::All, &[("alice", &["devs"])]);
@@ -971,14 +980,12 @@ mod tests {
 
         /// The entry the writer creates for `arn`: owned, and recording the principal id.
         fn created(arn: &UserArn, mapping: &Mapping, owner: &Installation) -> ExistingEntry {
-            let mut entry = ExistingEntry::unowned(
+            let entry = ExistingEntry::owned_by(
                 arn.as_str(),
                 &mapping.username,
                 mapping.groups.iter().cloned(),
+                owner,
             );
-            entry
-                .tags
-                .insert(MANAGED_TAG_KEY.to_owned(), owner.tag_value());
             match &mapping.principal_id {
                 Some(id) => entry.for_principal(id),
                 None => entry,

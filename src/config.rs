@@ -118,9 +118,10 @@ pub struct Config {
     /// as the default installation, which owns those legacy entries.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub installation: Option<String>,
-    /// The id from the environment, used when `installation` is absent.
+    /// The installation the environment names (validated when it was read), used when
+    /// `installation` is absent.
     #[serde(skip)]
-    pub default_installation: Option<String>,
+    pub default_installation: Option<crate::installation::Installation>,
 }
 
 /// Members of one IAM group get these Kubernetes groups.
@@ -388,7 +389,7 @@ impl Config {
             }
         }?;
         if let Some(id) = set(crate::installation::ENV_INSTALLATION) {
-            crate::installation::Installation::new(&id, true).map_err(|e| {
+            let installation = crate::installation::Installation::new(&id, true).map_err(|e| {
                 ConfigError::Invalid {
                     problems: vec![Problem {
                         path: crate::installation::ENV_INSTALLATION.to_owned(),
@@ -396,20 +397,19 @@ impl Config {
                     }],
                 }
             })?;
-            config.default_installation = Some(id);
+            config.default_installation = Some(installation);
         }
         Ok(config)
     }
 
-    /// This installation: the config's `installation`, else the environment's id as the
-    /// default installation, else the installation without an id. Both ids are validated when
-    /// the config is read.
+    /// This installation: the config's `installation`, else the environment's as the default
+    /// installation, else the installation without an id. The config's id is validated with
+    /// the rest of the config.
     pub fn installation(&self) -> crate::installation::Installation {
         use crate::installation::Installation;
-        let named = |id: &str, default| Installation::new(id, default).unwrap_or_default();
         match (&self.installation, &self.default_installation) {
-            (Some(id), _) => named(id, false),
-            (None, Some(id)) => named(id, true),
+            (Some(id), _) => Installation::new(id, false).unwrap_or_default(),
+            (None, Some(installation)) => installation.clone(),
             (None, None) => Installation::legacy(),
         }
     }

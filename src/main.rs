@@ -338,9 +338,7 @@ async fn cli(cli: Cli, sdk: &aws_config::SdkConfig) -> Result<ExitCode, String> 
             role_arn,
             yes,
         } => {
-            let region = region
-                .or_else(|| sdk.region().map(|r| r.to_string()))
-                .ok_or("no region: pass --region or set AWS_REGION")?;
+            let region = region_or_sdks(region, sdk)?;
             let app = app(sdk).await?;
             let mut target = ClusterRef::new(&cluster, &region);
             target.role_arn = role_arn;
@@ -352,9 +350,7 @@ async fn cli(cli: Cli, sdk: &aws_config::SdkConfig) -> Result<ExitCode, String> 
             role_arn,
             session_name,
         } => {
-            let region = region
-                .or_else(|| sdk.region().map(|r| r.to_string()))
-                .ok_or("no region: pass --region or set AWS_REGION")?;
+            let region = region_or_sdks(region, sdk)?;
             let credentials = match role_arn {
                 None => sdk
                     .credentials_provider()
@@ -379,6 +375,13 @@ async fn cli(cli: Cli, sdk: &aws_config::SdkConfig) -> Result<ExitCode, String> 
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `--region`, else the SDK's (AWS_REGION, profile).
+fn region_or_sdks(region: Option<String>, sdk: &aws_config::SdkConfig) -> Result<String, String> {
+    region
+        .or_else(|| sdk.region().map(|r| r.to_string()))
+        .ok_or_else(|| "no region: pass --region or set AWS_REGION".to_owned())
 }
 
 /// `release`: the dry run's diff and line, the question, then the release itself.

@@ -491,14 +491,12 @@ mod tests {
                         detail: "ResourceInUseException".into(),
                     });
                 }
-                let mut entry = ExistingEntry::unowned(
+                let entry = ExistingEntry::owned_by(
                     principal,
                     &mapping.username,
                     mapping.groups.iter().cloned(),
+                    owner,
                 );
-                entry
-                    .tags
-                    .insert(MANAGED_TAG_KEY.to_owned(), owner.tag_value());
                 let entry = match &mapping.principal_id {
                     Some(id) => entry.for_principal(id),
                     None => entry,
