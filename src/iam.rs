@@ -77,6 +77,32 @@ pub trait IamDirectory: Send + Sync {
     ) -> BoxFuture<'a, Result<Option<IamRole>, IamError>> {
         Box::pin(async { Ok(None) })
     }
+    /// GetRole in the account of `identity`, for the audit: the role's path and trust policy;
+    /// `None`: NoSuchEntity. A directory that cannot read trust policies says so, and the
+    /// audit classes the role's session names as self-declared.
+    fn role_trust<'a>(
+        &'a self,
+        _identity: Option<&'a str>,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<RoleTrust>, IamError>> {
+        Box::pin(async move {
+            Err(IamError::Call {
+                operation: "GetRole",
+                principal: name.to_owned(),
+                detail: "this IAM directory does not read trust policies".into(),
+            })
+        })
+    }
+}
+
+/// A role's trust, as the audit reads it to tell whether its session names are chosen freely.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleTrust {
+    pub name: String,
+    /// The IAM path (`/aws-reserved/sso.amazonaws.com/` for Identity Center's roles).
+    pub path: String,
+    /// The trust policy, JSON. GetRole returns it URL-encoded (RFC 3986); this is decoded.
+    pub document: String,
 }
 
 /// IAM group names ignore case: IAM cannot hold both `EKS-Developers` and `eks-developers`, and
@@ -233,6 +259,25 @@ impl SdkIam {
         self
     }
 
+    /// GetRole in the account of `identity`; `None`: NoSuchEntity.
+    async fn get_role(
+        &self,
+        identity: Option<&str>,
+        name: &str,
+    ) -> Result<Option<aws_sdk_iam::types::Role>, IamError> {
+        let client = self.client_as(identity)?;
+        match client.get_role().role_name(name).send().await {
+            Ok(out) => Ok(out.role().cloned()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_no_such_entity_exception()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(call_error("GetRole", name, e)),
+        }
+    }
+
     fn client_as(&self, identity: Option<&str>) -> Result<aws_sdk_iam::Client, IamError> {
         let Some(role_arn) = identity else {
             return Ok(self.client.clone());
@@ -262,6 +307,16 @@ impl SdkIam {
         clients.insert(role_arn.to_owned(), client.clone());
         Ok(client)
     }
+}
+
+/// IAM returns policy documents URL-encoded (IAM API Reference, GetRole:
+/// `AssumeRolePolicyDocument`, "URL-encoded compliant with RFC 3986"). A document that does not
+/// decode to UTF-8 is kept as it came, and reads as a policy that cannot be parsed.
+fn decode_policy(encoded: &str) -> String {
+    percent_encoding::percent_decode_str(encoded)
+        .decode_utf8()
+        .map(|text| text.into_owned())
+        .unwrap_or_else(|_| encoded.to_owned())
 }
 
 fn iam_role(role: &aws_sdk_iam::types::Role) -> IamRole {
@@ -393,18 +448,23 @@ impl IamDirectory for SdkIam {
         identity: Option<&'a str>,
         name: &'a str,
     ) -> BoxFuture<'a, Result<Option<IamRole>, IamError>> {
+        Box::pin(async move { Ok(self.get_role(identity, name).await?.as_ref().map(iam_role)) })
+    }
+
+    fn role_trust<'a>(
+        &'a self,
+        identity: Option<&'a str>,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<RoleTrust>, IamError>> {
         Box::pin(async move {
-            let client = self.client_as(identity)?;
-            match client.get_role().role_name(name).send().await {
-                Ok(out) => Ok(out.role().map(iam_role)),
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|s| s.is_no_such_entity_exception()) =>
-                {
-                    Ok(None)
-                }
-                Err(e) => Err(call_error("GetRole", name, e)),
-            }
+            Ok(self.get_role(identity, name).await?.map(|role| RoleTrust {
+                name: role.role_name().to_owned(),
+                path: role.path().to_owned(),
+                document: role
+                    .assume_role_policy_document()
+                    .map(decode_policy)
+                    .unwrap_or_default(),
+            }))
         })
     }
 
@@ -612,5 +672,17 @@ mod tests {
         let iam = Directory::default().with("alice", &["other"]);
         let d = desired(&iam, &config(), &Trigger::All).await.unwrap();
         assert!(d.entries.is_empty());
+    }
+
+    #[test]
+    fn trust_policies_are_decoded_from_the_url_encoding_iam_returns() {
+        let encoded = "%7B%22Statement%22%3A%5B%7B%22Condition%22%3A%7B%22StringEquals%22%3A%7B%22sts%3ARoleSessionName%22%3A%22%24%7Baws%3Ausername%7D%22%7D%7D%7D%5D%7D";
+        assert_eq!(
+            decode_policy(encoded),
+            r#"{"Statement":[{"Condition":{"StringEquals":{"sts:RoleSessionName":"${aws:username}"}}}]}"#
+        );
+        // Already plain JSON (as some emulators return it), and `+`, which RFC 3986 keeps.
+        assert_eq!(decode_policy(r#"{"a":"b+c"}"#), r#"{"a":"b+c"}"#);
+        assert_eq!(decode_policy("%FF"), "%FF");
     }
 }

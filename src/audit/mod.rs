@@ -23,6 +23,7 @@ pub mod render;
 #[cfg(test)]
 mod run_tests;
 mod source;
+pub mod trust;
 
 use std::collections::BTreeMap;
 use std::time::Instant;
