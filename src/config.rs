@@ -101,9 +101,10 @@ pub struct Config {
     #[serde(default)]
     pub allow_system_masters: bool,
     /// Machine identities (CI roles, controllers) that `audit` classifies as `service`, not as
-    /// shared or per-person paths: IAM role or user ARNs. The tool's own identity is recognised
-    /// without being listed. Matched as the authenticator matches ARNs: case-insensitively,
-    /// a role's path ignored.
+    /// shared or per-person paths: IAM role or user ARNs. The function's own role
+    /// ([`Config::function_role`]) and the configured `roleArn`s are machine identities without
+    /// being listed. Matched as the authenticator matches ARNs: case-insensitively, a role's
+    /// path ignored.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub service_identities: Vec<String>,
     /// IAM roles (by ARN, or by IAM Identity Center permission set) mapped to Kubernetes groups
@@ -122,7 +123,16 @@ pub struct Config {
     /// `installation` is absent.
     #[serde(skip)]
     pub default_installation: Option<crate::installation::Installation>,
+    /// The function's own IAM role, from [`ENV_FUNCTION_ROLE`] (the template sets it on the
+    /// function; an operator sets it to the stack's `FunctionRoleArn` output to run the CLI for
+    /// that stack). The audit classes it as a machine identity. Not the caller's identity: the
+    /// CLI runs as an operator, often a session of the very role the audit must flag.
+    #[serde(skip)]
+    pub function_role: Option<String>,
 }
+
+/// Environment variable naming the function's own role ARN ([`Config::function_role`]).
+pub const ENV_FUNCTION_ROLE: &str = "EKS_IAM_SYNC_FUNCTION_ROLE";
 
 /// Members of one IAM group get these Kubernetes groups.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -295,6 +305,7 @@ impl Default for Config {
             roles: Vec::new(),
             installation: None,
             default_installation: None,
+            function_role: None,
         }
     }
 }
@@ -399,7 +410,32 @@ impl Config {
             })?;
             config.default_installation = Some(installation);
         }
+        if let Some(arn) = set(ENV_FUNCTION_ROLE) {
+            let mut problems = Problems::default();
+            validate_role_arn(Some(&arn), ENV_FUNCTION_ROLE, &mut problems);
+            problems.into_result()?;
+            config.function_role = Some(arn);
+        }
         Ok(config)
+    }
+
+    /// The identities the audit classes as machines (`service`): the function's own role, every
+    /// configured `roleArn` (the roles the function assumes to reach other accounts' clusters)
+    /// and `serviceIdentities`.
+    pub fn machine_identities(&self) -> impl Iterator<Item = &str> {
+        self.function_role
+            .iter()
+            .map(String::as_str)
+            .chain(self.role_arns())
+            .chain(self.service_identities.iter().map(String::as_str))
+    }
+
+    /// Every configured `roleArn`, of clusters and discovery blocks, in config order.
+    pub fn role_arns(&self) -> impl Iterator<Item = &str> {
+        self.clusters
+            .iter()
+            .filter_map(|c| c.role_arn.as_deref())
+            .chain(self.discovery.iter().filter_map(|d| d.role_arn.as_deref()))
     }
 
     /// This installation: the config's `installation`, else the environment's as the default
@@ -967,6 +1003,47 @@ clusters:
         assert!(error.contains(ENV_INSTALLATION), "{error}");
     }
 
+    /// The audit's machines: the function's role (from the environment), every `roleArn` and
+    /// `serviceIdentities`; never whoever runs the audit.
+    #[test]
+    fn machine_identities_are_the_function_role_the_role_arns_and_the_listed_ones() {
+        let text = "
+groups: [{iamGroup: g, kubernetesGroups: [developers]}]
+clusters:
+  - {name: a, region: us-east-1}
+  - {name: b, region: eu-west-1, roleArn: 'arn:aws:iam::210987654321:role/eks-iam-sync-access'}
+discovery:
+  - {regions: [us-west-2], tags: {team: x}, roleArn: 'arn:aws:iam::333333333333:role/finder'}
+serviceIdentities: ['arn:aws:iam::123456789012:role/ci/deployer']
+";
+        let env = |role: &'static str| {
+            move |name: &str| match name {
+                ENV_INLINE => Some(text.to_owned()),
+                ENV_FUNCTION_ROLE => Some(role.to_owned()),
+                _ => None,
+            }
+        };
+        let config =
+            Config::from_lookup(env("arn:aws:iam::123456789012:role/eks-iam-sync")).unwrap();
+        assert_eq!(
+            config.machine_identities().collect::<Vec<_>>(),
+            [
+                "arn:aws:iam::123456789012:role/eks-iam-sync",
+                "arn:aws:iam::210987654321:role/eks-iam-sync-access",
+                "arn:aws:iam::333333333333:role/finder",
+                "arn:aws:iam::123456789012:role/ci/deployer",
+            ]
+        );
+        assert_eq!(Config::parse(text).unwrap().function_role, None);
+        let error = Config::from_lookup(env("eks-iam-sync"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains(ENV_FUNCTION_ROLE) && error.contains("not an IAM role ARN"),
+            "{error}"
+        );
+    }
+
     #[test]
     fn roles_parse_and_every_problem_names_its_field() {
         let ok = format!(
@@ -1072,6 +1149,7 @@ clusters:
                 roles: vec![],
                 installation: None,
                 default_installation: None,
+                function_role: None,
             }
         );
         assert_eq!(

@@ -80,9 +80,10 @@ enum Command {
     },
     /// Read every cluster of the fleet (listed and discovered, as `reconcile` does) and report
     /// every identity path into it (aws-auth mapUsers, mapRoles, mapAccounts; access entries
-    /// with their access policies), classified per-person, node, account-wide, shared or
-    /// service, and whether `audit` and `authenticator` control-plane logging is on. Writes
-    /// nothing, unless --fix-logging.
+    /// with their access policies), classified per-person, self-declared, node, account-wide,
+    /// shared or service, and whether `audit` and `authenticator` control-plane logging is on.
+    /// The function's own role is a machine identity only when EKS_IAM_SYNC_FUNCTION_ROLE names
+    /// it (the stack's FunctionRoleArn output). Writes nothing, unless --fix-logging.
     #[command(after_help = AUDIT_EXIT_CODES)]
     Audit {
         /// `table` (one per cluster, then a summary line) or `json` (the whole report).
@@ -150,13 +151,13 @@ const RELEASE_EXIT_CODES: &str = "Exit codes:
   3  not confirmed: nothing was changed";
 
 const AUDIT_EXIT_CODES: &str = "Exit codes:
-  0  every active path is per-person, node, account-wide, service, or shared granting no more
-     than node groups (system:bootstrappers, system:nodes), and every cluster logs both audit
-     and authenticator (or --fix-logging had the missing types enabled)
+  0  every active path is per-person, node, account-wide, service, or shared or self-declared
+     granting no more than node groups (system:bootstrappers, system:nodes), and every cluster
+     logs both audit and authenticator (or --fix-logging had the missing types enabled)
   1  the audit could not run (configuration, credentials)
   2  usage error
-  3  findings: a shared path grants more than node groups (other groups or any access policy),
-     or a cluster lacks audit or authenticator logging
+  3  findings: a shared or self-declared path grants more than node groups (other groups or any
+     access policy), or a cluster lacks audit or authenticator logging
   4  a cluster or discovery region could not be read (wins over 3: the audit is incomplete)";
 
 /// JSON log lines on stderr. The level is `RUST_LOG` where set (local runs, the tests), else the

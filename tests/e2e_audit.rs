@@ -7,19 +7,24 @@
 //!
 //! The built binary runs as an operator runs it (`audit`, `--output json`, `--fix-logging`),
 //! configured from the bed's environment; the library run checks what the JSON carries and that
-//! nothing was written. The tests share one bed and take turns; each starts by putting the
-//! fleet back into the mixed state.
+//! nothing was written. The admin role mapped as `admin:{{SessionName}}` trusts the whole
+//! account without pinning the session name (self-declared) until the clean state pins it. One
+//! test runs the binary as a session of the shared admin role itself, with a fake node path and
+//! session-named roles whose trust policies pin the name or do not. The tests share one bed and
+//! take turns; each starts by putting the fleet back into the mixed state.
 
 mod common;
 
 use std::collections::BTreeSet;
 
 use aws_sdk_eks::types::{AccessScope, AccessScopeType};
-use common::{cli, resource_version, set_data_key, REGION};
+use common::{
+    cli, cli_with, resource_version, role_with_trust, session, set_data_key, trust_policy, REGION,
+};
 use eks_iam_sync::audit::{self, AuditOptions, AuditReport, Class, PathReport, Source};
 use eks_iam_sync::config::Config;
 use eks_iam_sync::sync::App;
-use eks_testbed::bootstrap::initial_map_roles;
+use eks_testbed::bootstrap::{initial_map_roles, ADMIN_ROLE};
 use eks_testbed::eks::{AuthenticationMode, CreateAccessEntryRequest};
 use eks_testbed::moto::ACCOUNT_ID;
 use eks_testbed::{ClusterOptions, Fault, FleetOptions, Matcher, TestBed, Times};
@@ -83,7 +88,10 @@ fn config(bed: &TestBed, extra: &[serde_json::Value]) -> serde_json::Value {
 
 fn app(bed: &TestBed, config: &serde_json::Value) -> App {
     let mut app = common::app(bed);
-    app.config = Config::parse(&config.to_string()).unwrap();
+    app.config = Config {
+        function_role: app.config.function_role.take(),
+        ..Config::parse(&config.to_string()).unwrap()
+    };
     app
 }
 
@@ -109,6 +117,7 @@ async fn mixed(bed: &TestBed) {
     )
     .await;
     set_data_key(bed, CM, "mapAccounts", &format!("- '{OTHER_ACCOUNT}'\n")).await;
+    role_with_trust(bed, ADMIN_ROLE, "/", &trust_policy(false)).await;
     let eks = bed.eks();
     let shared = CreateAccessEntryRequest {
         username: Some("eks-cluster-admin".into()),
@@ -148,9 +157,11 @@ async fn mixed(bed: &TestBed) {
     eks.set_logging(ACCOUNT_ID, REGION, BOTH, &["api", "audit", "authenticator"]);
 }
 
-/// The mixed state without its findings: logging on everywhere, no shared path beyond nodes.
+/// The mixed state without its findings: logging on everywhere, no shared path beyond nodes,
+/// the admin role's session name pinned to the caller's IAM user name.
 async fn clean(bed: &TestBed) {
     mixed(bed).await;
+    role_with_trust(bed, ADMIN_ROLE, "/", &trust_policy(true)).await;
     set_data_key(
         bed,
         CM,
@@ -216,8 +227,16 @@ async fn every_path_of_the_mixed_fleet_is_classified_and_nothing_is_written() {
     // CONFIG_MAP: the seed, the hand-made paths, the tool itself and the listed CI role.
     expect(CM, Source::MapRoles, NODE_ROLE, Class::Node, true);
     expect(CM, Source::MapRoles, SYNC_ROLE, Class::Service, true);
+    // The admin role's trust policy lets anyone of the account choose the session name.
     let admin = "arn:aws:iam::123456789012:role/eks-admin";
-    expect(CM, Source::MapRoles, admin, Class::PerPerson, true);
+    let self_declared = expect(CM, Source::MapRoles, admin, Class::SelfDeclared, true);
+    assert!(self_declared.is_finding());
+    assert!(
+        self_declared.why.contains("sts:RoleSessionName"),
+        "{}",
+        self_declared.why
+    );
+    expect(API, Source::AccessEntry, admin, Class::SelfDeclared, true);
     let shared = expect(CM, Source::MapRoles, SHARED_ROLE, Class::Shared, true);
     assert!(shared.is_finding());
     let ci = "arn:aws:iam::123456789012:role/deployer";
@@ -232,13 +251,16 @@ async fn every_path_of_the_mixed_fleet_is_classified_and_nothing_is_written() {
     );
     // API: access entries only; aws-auth, if read at all, is inactive.
     expect(API, Source::AccessEntry, ALICE, Class::PerPerson, true);
+    // A role IAM does not know: whoever creates it writes its trust policy.
     let readonly = expect(
         API,
         Source::AccessEntry,
         READONLY_ROLE,
-        Class::PerPerson,
+        Class::SelfDeclared,
         true,
     );
+    assert!(readonly.why.contains("NoSuchEntity"), "{}", readonly.why);
+    assert!(!readonly.is_finding(), "it grants nothing");
     assert_eq!(
         readonly.username,
         "arn:aws:sts::123456789012:assumed-role/eks-readonly/{{SessionName}}"
@@ -276,6 +298,8 @@ async fn every_path_of_the_mixed_fleet_is_classified_and_nothing_is_written() {
     let summary = &report.summary;
     assert_eq!((summary.clusters, summary.unreadable), (3, 0));
     assert_eq!(summary.shared_beyond_node_groups, 2);
+    // The admin role on each cluster (on the API_AND_CONFIG_MAP one through its access entry).
+    assert_eq!(summary.self_declared_beyond_node_groups, 3);
     assert_eq!(summary.without_audit_logging, 1);
     for class in Class::ALL {
         assert!(summary.by_class[class.as_str()] > 0, "{class:?}");
@@ -331,8 +355,12 @@ async fn the_binary_prints_a_table_or_json_and_its_exit_code_names_the_reason() 
         "{last}"
     );
     assert!(
-        last.contains("2 shared paths (2 beyond node groups), 1 clusters without audit logging"),
+        last.contains("2 shared paths (2 beyond node groups), 4 self-declared paths (3 beyond node groups), 1 clusters without audit logging"),
         "{last}"
+    );
+    assert!(
+        table.contains("  ! self-declared arn:aws:iam::123456789012:role/eks-admin (mapRoles): the username carries the session name, but whoever assumes role eks-admin chooses the session name"),
+        "{table}"
     );
     println!("{table}");
 
@@ -507,4 +535,177 @@ async fn a_flaky_aws_auth_is_retried_and_a_hung_api_server_fails_its_cluster_alo
         let c = report.clusters.iter().find(|c| c.cluster == other).unwrap();
         assert!(c.error.is_none() && !c.paths.is_empty(), "{c:?}");
     }
+}
+
+/// The audit run as an operator whose credentials are a session of the hand-mapped shared admin
+/// role (what can read aws-auth everywhere): the shared role is still flagged, only the
+/// function's role (EKS_IAM_SYNC_FUNCTION_ROLE) and the listed CI role are machines; a node's
+/// username template with system:masters is flagged; a `{{SessionName}}` role is per-person only
+/// when its trust policy pins the name (or it is an Identity Center role), else self-declared,
+/// with the fix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_is_not_fooled_by_who_runs_it_or_by_names() {
+    let _turn = SERIAL.lock().await;
+    let bed = bed();
+    mixed(bed).await;
+    let shared_role = role_with_trust(bed, "eks-cluster-admin", "/", &trust_policy(false)).await;
+    assert_eq!(shared_role, SHARED_ROLE);
+    let free = role_with_trust(bed, "eks-session-free", "/", &trust_policy(false)).await;
+    let pinned = role_with_trust(bed, "eks-session-pinned", "/", &trust_policy(true)).await;
+    let sso_trust = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"Federated":"arn:aws:iam::{ACCOUNT_ID}:saml-provider/AWSSSO_0123abcd_DO_NOT_DELETE"}},"Action":["sts:AssumeRoleWithSAML","sts:TagSession"],"Condition":{{"StringEquals":{{"SAML:aud":"https://signin.aws.amazon.com/saml"}}}}}}]}}"#
+    );
+    let sso = role_with_trust(
+        bed,
+        "AWSReservedSSO_Admin_0123abcd",
+        "/aws-reserved/sso.amazonaws.com/",
+        &sso_trust,
+    )
+    .await;
+    let sso_in_aws_auth = format!("arn:aws:iam::{ACCOUNT_ID}:role/AWSReservedSSO_Admin_0123abcd");
+    assert!(sso.ends_with("/aws-reserved/sso.amazonaws.com/AWSReservedSSO_Admin_0123abcd"));
+    let fake_node = format!("arn:aws:iam::{ACCOUNT_ID}:role/eks-fake-node");
+    let mapping = |arn: &str, username: &str, groups: &str| {
+        format!("- rolearn: {arn}\n  username: {username}\n  groups: {groups}\n")
+    };
+    set_data_key(
+        bed,
+        CM,
+        "mapRoles",
+        &[
+            initial_map_roles(),
+            shared_mapping("[system:masters]"),
+            ci_mapping(),
+            mapping(
+                &fake_node,
+                "system:node:{{EC2PrivateDNSName}}",
+                "[system:bootstrappers, system:nodes, system:masters]",
+            ),
+            mapping(&free, "free:{{SessionName}}", "[developers]"),
+            mapping(&pinned, "pinned:{{SessionName}}", "[developers]"),
+            mapping(&sso_in_aws_auth, "sso:{{SessionName}}", "[developers]"),
+        ]
+        .concat(),
+    )
+    .await;
+    // The clusters the shared role can read: aws-auth maps it on CM, and API ignores aws-auth.
+    let mut config = config(bed, &[]);
+    config["clusters"] = serde_json::json!([
+        {"name": CM, "region": REGION},
+        {"name": API, "region": REGION},
+    ]);
+    let operator = session(bed, SHARED_ROLE, "alice").await;
+    let env: Vec<(String, String)> = operator.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+
+    let (code, out, stderr) = cli_with(bed, &config, &env, &["audit", "--output", "json"]);
+    assert_eq!(code, 3, "{out}{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let cluster = |name: &str| {
+        json["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["cluster"] == name)
+            .unwrap()
+            .clone()
+    };
+    let cm = cluster(CM);
+    assert_eq!(
+        cm["callerArn"],
+        format!("arn:aws:sts::{ACCOUNT_ID}:assumed-role/eks-cluster-admin/alice")
+    );
+    let path = |principal: &str| {
+        cm["paths"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["principal"] == principal && p["source"] == "mapRoles")
+            .unwrap_or_else(|| panic!("{principal} missing: {cm:#}"))
+            .clone()
+    };
+    let class = |principal: &str| path(principal)["class"].as_str().unwrap().to_owned();
+    assert_eq!(
+        class(SHARED_ROLE),
+        "shared",
+        "the caller's own role is no machine"
+    );
+    assert_eq!(class(SYNC_ROLE), "service");
+    assert_eq!(class("arn:aws:iam::123456789012:role/deployer"), "service");
+    let node = path(&fake_node);
+    assert_eq!(node["class"], "shared", "{node}");
+    assert_eq!(node["beyondNodeGroups"], true);
+    assert!(
+        node["why"].as_str().unwrap().contains("not a node path"),
+        "{node}"
+    );
+    assert_eq!(class(NODE_ROLE), "node");
+    let free_path = path(&free);
+    assert_eq!(free_path["class"], "self-declared", "{free_path}");
+    assert!(
+        free_path["why"]
+            .as_str()
+            .unwrap()
+            .contains("StringEquals sts:RoleSessionName: ${aws:username}"),
+        "{free_path}"
+    );
+    assert_eq!(class(&pinned), "per-person");
+    let sso_path = path(&sso_in_aws_auth);
+    assert_eq!(sso_path["class"], "per-person", "{sso_path}");
+    assert!(
+        sso_path["why"]
+            .as_str()
+            .unwrap()
+            .contains("Identity Center"),
+        "{sso_path}"
+    );
+    let api = cluster(API);
+    let entry = api["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["principal"] == SHARED_ROLE && p["active"] == true)
+        .unwrap()
+        .clone();
+    assert_eq!(entry["class"], "shared", "{entry}");
+    // Shared: the shared role on both clusters, the fake node. Self-declared: the free role,
+    // and the admin role (its trust policy as in the mixed state) on both clusters.
+    let summary = &json["summary"];
+    assert_eq!(summary["sharedBeyondNodeGroups"], 3, "{summary:#}");
+    assert_eq!(summary["selfDeclaredBeyondNodeGroups"], 3, "{summary:#}");
+    assert!(json["notes"].is_null(), "{}", json["notes"]);
+
+    // The table says why each finding fails.
+    let (code, table, _) = cli_with(bed, &config, &env, &["audit"]);
+    assert_eq!(code, 3);
+    for line in [
+        format!("  ! shared {SHARED_ROLE} (mapRoles): a role mapped to a fixed username"),
+        format!("  ! shared {fake_node} (mapRoles): looks like a node"),
+        format!("  ! self-declared {free} (mapRoles): the username carries the session name, but whoever assumes role eks-session-free chooses"),
+    ] {
+        assert!(table.contains(&line), "{line}\n{table}");
+    }
+    println!("{table}");
+
+    // Without the function's role named, the audit says so, and that role is just a role.
+    let unset = [env.clone(), vec![("EKS_IAM_SYNC_FUNCTION_ROLE", "")]].concat();
+    let (code, out, _) = cli_with(bed, &config, &unset, &["audit", "--output", "json"]);
+    assert_eq!(code, 3);
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        json["notes"][0]
+            .as_str()
+            .unwrap()
+            .contains("EKS_IAM_SYNC_FUNCTION_ROLE is not set"),
+        "{}",
+        json["notes"]
+    );
+    let sync = json["clusters"][0]["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["principal"] == SYNC_ROLE)
+        .unwrap()
+        .clone();
+    assert_eq!(sync["class"], "shared", "{sync}");
 }

@@ -7,12 +7,17 @@
 //! admins behind the role are one user in the audit log. The operator then runs, with the built
 //! binary: `audit` (findings), `audit --fix-logging`, adds a `roles` entry and reconciles (the
 //! hand mappings are conflicts, left as they are), removes the hand mappings and reconciles
-//! again (the tool's own mappings), and `audit` passes: the two admins are two users, each
-//! naming the person, on both clusters.
+//! again (the tool's own mappings): the two admins are two users on both clusters. `audit`
+//! still fails, since anyone who may assume the role chooses the session name
+//! (`self-declared`); once the operator pins the session name in the roles' trust policies
+//! (`sts:RoleSessionName` = `${aws:username}`), `audit` passes.
 
 mod common;
 
-use common::{aws_auth_data, cli, cli_on_terminal, session, set_data_key, signed_in_as, REGION};
+use common::{
+    aws_auth_data, cli, cli_on_terminal, role_with_trust, session, set_data_key, signed_in_as,
+    trust_policy, REGION,
+};
 use eks_testbed::bootstrap::initial_map_roles;
 use eks_testbed::eks::{AccessEntry, CreateAccessEntryRequest};
 use eks_testbed::moto::ACCOUNT_ID;
@@ -205,6 +210,31 @@ async fn a_shared_admin_role_moves_to_per_person_names_with_audit_before_and_aft
             "admin:bob-example.com",
             "{name}"
         );
+    }
+
+    // The audit still fails: anyone who may assume the role could have named the session
+    // `alice@example.com`. It says how to fix that.
+    let (code, named) = audit(&bed, &config, &[]);
+    assert_eq!(code, 3, "{named:#}");
+    assert_eq!(named["summary"]["sharedPaths"], 0, "{named:#}");
+    for name in [CM, API] {
+        assert_eq!(
+            class_of(&named, name, &admin_role),
+            ["self-declared"],
+            "{name}"
+        );
+    }
+    assert!(
+        named
+            .to_string()
+            .contains("sts:RoleSessionName: ${aws:username}"),
+        "{named:#}"
+    );
+
+    // Step 6: the session name pinned to the caller's IAM user name in the trust policy of
+    // each role mapped with it (this one and the admin role every cluster starts with).
+    for role in [ADMIN_ROLE, "eks-admin"] {
+        role_with_trust(&bed, role, "/", &trust_policy(true)).await;
     }
 
     // And the audit passes.

@@ -6,8 +6,13 @@
 //! fleet::resolve (listed + discovered, as reconcile) -> for each cluster, unordered, each cut
 //! off at the deadline: DescribeCluster (fresh: logging, mode) + GetCallerIdentity as the
 //! cluster's identity + aws-auth (GET) + access entries (list, describe, policies)
+//! -> GetRole once per role whose paths carry the session name, in that role's account
+//! (trust::session_naming, pure)
 //! -> classify::classify every path (pure) -> report, summary, exit code
 //! ```
+//!
+//! The machine identities are the function's own role ([`crate::config::ENV_FUNCTION_ROLE`]),
+//! the configured `roleArn`s and `serviceIdentities`; not the identity the audit runs as.
 //!
 //! Which paths are *active* depends on the authentication mode: `CONFIG_MAP` reads only
 //! aws-auth; `API` only access entries (aws-auth is still read when the tool can, and its paths
@@ -24,6 +29,7 @@ pub mod render;
 mod run_tests;
 mod source;
 pub mod trust;
+mod trusts;
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -31,7 +37,7 @@ use std::time::Instant;
 use serde::Serialize;
 use serde_json::Value;
 
-pub use classify::{AccessPolicy, Class, PathInput, Services, Source};
+pub use classify::{AccessPolicy, Class, PathInput, Services, Source, Trusts};
 pub use render::table;
 pub use source::{ClusterSource, Described, EksSource, EntryRead, REQUIRED_LOG_TYPES};
 
@@ -39,12 +45,13 @@ use crate::fleet;
 use crate::report::{ClusterReport, Outcome};
 use crate::sync::App;
 use read::{read_cluster, RawPath};
+use trusts::TrustCache;
 
-/// Exit code: every active path is traceable or grants no more than a node's groups, and every
-/// cluster logs `audit` and `authenticator`.
+/// Exit code: every active path names a person, is a node, a machine or account-wide, or grants
+/// no more than a node's groups, and every cluster logs `audit` and `authenticator`.
 pub const EXIT_CLEAN: u8 = 0;
-/// Exit code: a shared path grants more than node groups, or a cluster lacks `audit` or
-/// `authenticator` logging (after `--fix-logging`, if given and accepted).
+/// Exit code: a shared or self-declared path grants more than node groups, or a cluster lacks
+/// `audit` or `authenticator` logging (after `--fix-logging`, if given and accepted).
 pub const EXIT_FINDINGS: u8 = 3;
 /// Exit code: a cluster (or a discovery region) could not be read; wins over
 /// [`EXIT_FINDINGS`], since the audit is incomplete.
@@ -84,6 +91,9 @@ pub fn request(input: &Value) -> Option<Result<AuditOptions, String>> {
 pub struct AuditReport {
     pub clusters: Vec<ClusterAudit>,
     pub summary: Summary,
+    /// What the audit could not know for the whole fleet (the function's role unset).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     /// [`EXIT_CLEAN`], [`EXIT_FINDINGS`] or [`EXIT_UNREADABLE`].
     pub exit_code: u8,
 }
@@ -108,7 +118,8 @@ pub struct ClusterAudit {
     /// Set when the cluster could not be read; its paths are then unknown.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    /// The identity the cluster was read as (STS GetCallerIdentity): a service identity.
+    /// The identity the cluster was read as (STS GetCallerIdentity): the operator's for the
+    /// CLI, the function's (or its `roleArn`'s) for the Lambda. Not classed as a machine.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub caller_arn: Option<String>,
 }
@@ -151,7 +162,8 @@ pub struct PathReport {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub access_policies: Vec<AccessPolicy>,
     pub class: Class,
-    pub why: &'static str,
+    /// The rule that gave the class; for a self-declared path, how to pin its session name.
+    pub why: String,
     pub active: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub inactive_reason: Option<String>,
@@ -160,9 +172,12 @@ pub struct PathReport {
 }
 
 impl PathReport {
-    /// A shared path that grants more than a node: what fails the audit.
+    /// An active shared or self-declared path that grants more than a node: what fails the
+    /// audit. Either way the username does not tell who acted.
     pub fn is_finding(&self) -> bool {
-        self.active && self.class == Class::Shared && self.beyond_node_groups
+        self.active
+            && matches!(self.class, Class::Shared | Class::SelfDeclared)
+            && self.beyond_node_groups
     }
 }
 
@@ -177,6 +192,9 @@ pub struct Summary {
     /// Active shared paths, and those of them granting more than node groups.
     pub shared_paths: usize,
     pub shared_beyond_node_groups: usize,
+    /// Active self-declared paths, and those of them granting more than node groups.
+    pub self_declared_paths: usize,
+    pub self_declared_beyond_node_groups: usize,
     pub without_audit_logging: usize,
     /// Active paths per class.
     pub by_class: BTreeMap<&'static str, usize>,
@@ -197,16 +215,18 @@ pub async fn run(app: &App, options: AuditOptions, deadline: Instant) -> AuditRe
         failures: vec![ClusterReport::new("discovery", "-", Outcome::Failed)
             .with_reason("finding the clusters did not finish before the deadline")],
     });
+    let services = Services::new(app.config.machine_identities());
+    let cache = TrustCache::default();
     let reads = crate::sync::unordered(&fleet.clusters, app.config.max_concurrency, |cluster| {
-        read_cluster(app, cluster, options, deadline)
+        read_cluster(app, cluster, options, (&services, &cache), deadline)
     })
     .await;
-    let mut services = Services::new(app.config.service_identities.iter().map(String::as_str));
-    for read in &reads {
-        if let Some(caller) = &read.audit.caller_arn {
-            services.insert(caller);
-        }
-    }
+    let wanted = reads
+        .iter()
+        .flat_map(|read| &read.paths)
+        .filter(|raw| classify::needs_trust(&raw.input, &services))
+        .map(|raw| raw.input.principal.as_str());
+    let trusts = cache.finish(app, &reads, wanted, deadline).await;
     let mut clusters: Vec<ClusterAudit> = reads
         .into_iter()
         .map(|read| {
@@ -214,7 +234,7 @@ pub async fn run(app: &App, options: AuditOptions, deadline: Instant) -> AuditRe
             audit.paths = read
                 .paths
                 .into_iter()
-                .map(|raw| report_path(raw, &services))
+                .map(|raw| report_path(raw, &services, &trusts))
                 .collect();
             audit
         })
@@ -228,9 +248,18 @@ pub async fn run(app: &App, options: AuditOptions, deadline: Instant) -> AuditRe
     for cluster in &clusters {
         log_cluster(cluster);
     }
+    let notes = if app.config.function_role.is_none() {
+        vec![format!(
+            "{} is not set: the function's own role is classed like any other role (set it to the stack's FunctionRoleArn output)",
+            crate::config::ENV_FUNCTION_ROLE
+        )]
+    } else {
+        Vec::new()
+    };
     AuditReport {
         clusters,
         summary,
+        notes,
         exit_code,
     }
 }
@@ -251,8 +280,8 @@ impl ClusterAudit {
     }
 }
 
-fn report_path(raw: RawPath, services: &Services) -> PathReport {
-    let classified = classify::classify(&raw.input, services);
+fn report_path(raw: RawPath, services: &Services, trusts: &Trusts) -> PathReport {
+    let classified = classify::classify(&raw.input, services, trusts);
     let beyond = classify::beyond_node_groups(&raw.input);
     let input = raw.input;
     PathReport {
@@ -298,9 +327,17 @@ pub fn summarise(clusters: &[ClusterAudit]) -> Summary {
             }
             summary.active_paths += 1;
             *summary.by_class.entry(path.class.as_str()).or_default() += 1;
-            if path.class == Class::Shared {
-                summary.shared_paths += 1;
-                summary.shared_beyond_node_groups += usize::from(path.beyond_node_groups);
+            let beyond = usize::from(path.beyond_node_groups);
+            match path.class {
+                Class::Shared => {
+                    summary.shared_paths += 1;
+                    summary.shared_beyond_node_groups += beyond;
+                }
+                Class::SelfDeclared => {
+                    summary.self_declared_paths += 1;
+                    summary.self_declared_beyond_node_groups += beyond;
+                }
+                _ => {}
             }
         }
     }
@@ -308,11 +345,15 @@ pub fn summarise(clusters: &[ClusterAudit]) -> Summary {
 }
 
 /// [`EXIT_UNREADABLE`] if any cluster could not be read, else [`EXIT_FINDINGS`] if any shared
-/// path grants more than node groups or any cluster lacks audit logging, else [`EXIT_CLEAN`].
+/// or self-declared path grants more than node groups or any cluster lacks audit logging, else
+/// [`EXIT_CLEAN`].
 pub fn exit_code(summary: &Summary) -> u8 {
     if summary.unreadable > 0 {
         EXIT_UNREADABLE
-    } else if summary.shared_beyond_node_groups > 0 || summary.without_audit_logging > 0 {
+    } else if summary.shared_beyond_node_groups > 0
+        || summary.self_declared_beyond_node_groups > 0
+        || summary.without_audit_logging > 0
+    {
         EXIT_FINDINGS
     } else {
         EXIT_CLEAN
@@ -328,7 +369,13 @@ fn log_cluster(cluster: &ClusterAudit) {
             .filter(|p| p.active && p.class == class)
             .count()
     };
-    let findings = cluster.paths.iter().filter(|p| p.is_finding()).count();
+    let findings = |class: Class| {
+        cluster
+            .paths
+            .iter()
+            .filter(|p| p.class == class && p.is_finding())
+            .count()
+    };
     let logging = cluster.logging.as_ref();
     tracing::info!(
         cluster = %cluster.cluster,
@@ -338,7 +385,9 @@ fn log_cluster(cluster: &ClusterAudit) {
         authenticator_log = logging.is_some_and(|l| l.authenticator),
         paths = cluster.paths.len(),
         shared = count(Class::Shared),
-        shared_beyond_node_groups = findings,
+        shared_beyond_node_groups = findings(Class::Shared),
+        self_declared = count(Class::SelfDeclared),
+        self_declared_beyond_node_groups = findings(Class::SelfDeclared),
         per_person = count(Class::PerPerson),
         error = cluster.error.as_deref().unwrap_or(""),
         "cluster audited"
@@ -375,7 +424,7 @@ mod tests {
             entry_type: None,
             access_policies: Vec::new(),
             class,
-            why: "",
+            why: String::new(),
             active,
             inactive_reason: None,
             beyond_node_groups: beyond,
@@ -407,6 +456,18 @@ mod tests {
         );
         let shared = cluster(vec![path(Class::Shared, true, true)], &both);
         assert_eq!(exit_code(&summarise(&[shared])), EXIT_FINDINGS);
+        let self_declared = cluster(vec![path(Class::SelfDeclared, true, true)], &both);
+        let summary = summarise(&[self_declared]);
+        assert_eq!(
+            (
+                summary.self_declared_paths,
+                summary.self_declared_beyond_node_groups
+            ),
+            (1, 1)
+        );
+        assert_eq!(exit_code(&summary), EXIT_FINDINGS);
+        let within = cluster(vec![path(Class::SelfDeclared, true, false)], &both);
+        assert_eq!(exit_code(&summarise(&[within])), EXIT_CLEAN);
         let inactive = cluster(vec![path(Class::Shared, false, true)], &both);
         assert_eq!(exit_code(&summarise(&[inactive])), EXIT_CLEAN);
         let half = cluster(Vec::new(), &["audit", "api"]);

@@ -4,13 +4,17 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
-use super::classify::{self, PathInput, Source};
+use futures::StreamExt;
+
+use super::classify::{self, PathInput, Services, Source};
+use super::trusts::TrustCache;
 use super::{
     AuditOptions, ClusterAudit, ClusterSource, Described, LoggingState, REQUIRED_LOG_TYPES,
 };
 use crate::aws_auth;
 use crate::cluster::AuthenticationMode;
-use crate::config::ClusterRef;
+use crate::config::{role_account, ClusterRef};
+use crate::iam::IAM_CONCURRENCY;
 use crate::report::{ClusterReport, Outcome};
 use crate::sync::retry::{self, Attempt};
 use crate::sync::{App, Limits, StoreError};
@@ -27,17 +31,25 @@ pub(super) struct ClusterRead {
     pub(super) paths: Vec<RawPath>,
 }
 
-/// One cluster, cut off at `deadline`: a hung cluster is reported unreadable alone.
+/// One cluster, cut off at `deadline`: a hung cluster is reported unreadable alone. The trust
+/// policies of the session-named roles in the cluster's own account are read here too, into
+/// `trusts` (each role once per audit), as the cluster's identity.
 pub(super) async fn read_cluster(
     app: &App,
     cluster: &ClusterRef,
     options: AuditOptions,
+    trusts: (&Services, &TrustCache),
     deadline: Instant,
 ) -> ClusterRead {
     let started = Instant::now();
     let read = read_cluster_inner(app, cluster, options, deadline);
     match tokio::time::timeout_at(deadline.into(), read).await {
-        Ok(Ok(read)) => read,
+        Ok(Ok(read)) => {
+            // Each trust read is cut off at the deadline itself, and classed conservatively
+            // then; the cluster stays read.
+            read_own_trusts(app, &read, trusts, deadline).await;
+            read
+        }
         Ok(Err(error)) => unreadable(cluster, error),
         Err(_) => unreadable(
             cluster,
@@ -48,6 +60,32 @@ pub(super) async fn read_cluster(
             ),
         ),
     }
+}
+
+/// The trust policies of the session-named roles of `read` that are in the account the
+/// cluster was read as.
+async fn read_own_trusts(
+    app: &App,
+    read: &ClusterRead,
+    (services, cache): (&Services, &TrustCache),
+    deadline: Instant,
+) {
+    let account = read.audit.caller_arn.as_deref().and_then(role_account);
+    let own = read.paths.iter().filter(|raw| {
+        classify::needs_trust(&raw.input, services) && role_account(&raw.input.principal) == account
+    });
+    futures::stream::iter(own)
+        .for_each_concurrent(IAM_CONCURRENCY, |raw| async move {
+            cache
+                .naming(
+                    app,
+                    read.audit.role_arn.as_deref(),
+                    &raw.input.principal,
+                    deadline,
+                )
+                .await;
+        })
+        .await;
 }
 
 fn unreadable(cluster: &ClusterRef, error: String) -> ClusterRead {

@@ -11,12 +11,16 @@ pub fn table(report: &AuditReport) -> String {
         cluster_table(&mut out, cluster);
         out.push('\n');
     }
+    for note in &report.notes {
+        let _ = writeln!(out, "note: {note}");
+    }
     out.push_str(&summary_line(&report.summary));
     out.push('\n');
     out
 }
 
-/// `audit: 4 clusters (0 unreadable), 21 paths (19 active), 2 shared (2 beyond node groups), 1 without audit logging`.
+/// `audit: 4 clusters (0 unreadable), 21 paths (19 active: ...), 2 shared paths (2 beyond node
+/// groups), 1 self-declared paths (1 beyond node groups), 1 clusters without audit logging`.
 pub fn summary_line(summary: &Summary) -> String {
     let by_class = summary
         .by_class
@@ -25,13 +29,15 @@ pub fn summary_line(summary: &Summary) -> String {
         .collect::<Vec<_>>()
         .join(", ");
     format!(
-        "audit: {} clusters ({} unreadable), {} paths ({} active: {by_class}), {} shared paths ({} beyond node groups), {} clusters without audit logging",
+        "audit: {} clusters ({} unreadable), {} paths ({} active: {by_class}), {} shared paths ({} beyond node groups), {} self-declared paths ({} beyond node groups), {} clusters without audit logging",
         summary.clusters,
         summary.unreadable,
         summary.paths,
         summary.active_paths,
         summary.shared_paths,
         summary.shared_beyond_node_groups,
+        summary.self_declared_paths,
+        summary.self_declared_beyond_node_groups,
         summary.without_audit_logging
     )
 }
@@ -104,6 +110,17 @@ fn cluster_table(out: &mut String, cluster: &ClusterAudit) {
     line(&header.map(String::from));
     for row in &rows {
         line(row);
+    }
+    // Why each finding fails, with the fix where there is one.
+    for path in cluster.paths.iter().filter(|p| p.is_finding()) {
+        let _ = writeln!(
+            out,
+            "  ! {} {} ({}): {}",
+            path.class.as_str(),
+            path.principal,
+            path.source.as_str(),
+            path.why
+        );
     }
 }
 

@@ -41,7 +41,9 @@ pub trait ClusterSource: Send + Sync {
     /// ListAccessEntries (all pages), then DescribeAccessEntry and ListAssociatedAccessPolicies
     /// (all pages) for each, in principal order.
     fn access_entries(&self) -> BoxFuture<'_, Result<Vec<EntryRead>, String>>;
-    /// STS GetCallerIdentity as the identity the cluster is reached as: the tool itself there.
+    /// STS GetCallerIdentity as the identity the cluster is reached as: reported, and telling
+    /// which account the audit's own credentials are in (for reading trust policies). Never a
+    /// machine identity by itself: the CLI runs as an operator.
     fn caller_arn(&self) -> BoxFuture<'_, Result<String, String>>;
     /// UpdateClusterConfig enabling `types` (and only them: EKS leaves types not named as they
     /// are); the update's id.

@@ -687,6 +687,11 @@ async fn seed_other_account(
 
 fn sync_env(sync_role: &IssuedKeys, moto: &str, eks: &str) -> BTreeMap<String, String> {
     let mut env: BTreeMap<String, String> = sync_role.env().into_iter().collect();
+    // As the template sets it on the function: the audit's machine identity.
+    env.insert(
+        "EKS_IAM_SYNC_FUNCTION_ROLE".into(),
+        role_arn(ACCOUNT_ID, SYNC_ROLE),
+    );
     env.insert("AWS_REGION".into(), REGION.into());
     env.insert("AWS_ENDPOINT_URL_IAM".into(), moto.into());
     env.insert("AWS_ENDPOINT_URL_STS".into(), moto.into());

@@ -28,7 +28,13 @@ pub fn app(bed: &TestBed) -> App {
 /// or the EKS emulator). STS stays moto itself.
 pub fn app_with(bed: &TestBed, iam_endpoint: &str, eks_endpoint: &str) -> App {
     let description = bed.description();
-    let config = Config::parse(&description.sync_config.to_string()).expect("bed config is valid");
+    let mut config =
+        Config::parse(&description.sync_config.to_string()).expect("bed config is valid");
+    // What `Config::from_env` reads from the function's environment besides the document.
+    config.function_role = description
+        .env
+        .get(eks_iam_sync::config::ENV_FUNCTION_ROLE)
+        .cloned();
     let credentials =
         SharedCredentialsProvider::new(description.credentials.sync_role.sdk_credentials());
     let sdk = |endpoint: &str| eks_iam_sync::aws::config_for(REGION, endpoint, credentials.clone());
@@ -179,6 +185,56 @@ pub async fn audited(bed: &TestBed, cluster: &str, username: &str) -> bool {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     false
+}
+
+/// A trust policy letting principals of the default account assume a role; with `pinned`, only
+/// under their own IAM user name as the session name (`sts:RoleSessionName` =
+/// `${aws:username}`), which is what makes a `{{SessionName}}` username name the person.
+pub fn trust_policy(pinned: bool) -> String {
+    let condition = if pinned {
+        r#","Condition":{"StringEquals":{"sts:RoleSessionName":"${aws:username}"}}"#
+    } else {
+        ""
+    };
+    format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::{}:root"}},"Action":"sts:AssumeRole"{condition}}}]}}"#,
+        eks_testbed::moto::ACCOUNT_ID
+    )
+}
+
+/// Creates role `name` with `document` as its trust policy, or gives an existing one that
+/// policy; returns its ARN.
+pub async fn role_with_trust(bed: &TestBed, name: &str, path: &str, document: &str) -> String {
+    let iam = bed.seeder().iam;
+    let created = iam
+        .create_role()
+        .role_name(name)
+        .path(path)
+        .assume_role_policy_document(document)
+        .send()
+        .await;
+    if let Err(e) = created {
+        assert!(
+            e.as_service_error()
+                .is_some_and(|e| e.is_entity_already_exists_exception()),
+            "{e:?}"
+        );
+        iam.update_assume_role_policy()
+            .role_name(name)
+            .policy_document(document)
+            .send()
+            .await
+            .unwrap();
+    }
+    iam.get_role()
+        .role_name(name)
+        .send()
+        .await
+        .unwrap()
+        .role()
+        .unwrap()
+        .arn()
+        .to_owned()
 }
 
 /// A session of `role_arn` named `name`, as `aws sts assume-role` makes it.
