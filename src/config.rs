@@ -129,7 +129,16 @@ pub struct Config {
     /// CLI runs as an operator, often a session of the very role the audit must flag.
     #[serde(skip)]
     pub function_role: Option<String>,
+    /// Set when [`ENV_ALLOW_FIX_LOGGING`] is `false`, as the template sets it on the function
+    /// unless its `AllowFixLogging` parameter is `true`: the function's role may not call
+    /// UpdateClusterConfig, so the direct invoke's `fixLogging` is refused up front.
+    #[serde(skip)]
+    pub fix_logging_refused: bool,
 }
+
+/// Environment variable saying whether the function may enable control-plane logging
+/// ([`Config::fix_logging_refused`]): `true` or `false`.
+pub const ENV_ALLOW_FIX_LOGGING: &str = "EKS_IAM_SYNC_ALLOW_FIX_LOGGING";
 
 /// Environment variable naming the function's own role ARN ([`Config::function_role`]).
 pub const ENV_FUNCTION_ROLE: &str = "EKS_IAM_SYNC_FUNCTION_ROLE";
@@ -306,6 +315,7 @@ impl Default for Config {
             installation: None,
             default_installation: None,
             function_role: None,
+            fix_logging_refused: false,
         }
     }
 }
@@ -415,6 +425,18 @@ impl Config {
             validate_role_arn(Some(&arn), ENV_FUNCTION_ROLE, &mut problems);
             problems.into_result()?;
             config.function_role = Some(arn);
+        }
+        match set(ENV_ALLOW_FIX_LOGGING).as_deref() {
+            None | Some("true") => {}
+            Some("false") => config.fix_logging_refused = true,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    problems: vec![Problem {
+                        path: ENV_ALLOW_FIX_LOGGING.to_owned(),
+                        message: format!("{other:?} is neither true nor false"),
+                    }],
+                })
+            }
         }
         Ok(config)
     }
@@ -1035,6 +1057,18 @@ serviceIdentities: ['arn:aws:iam::123456789012:role/ci/deployer']
             ]
         );
         assert_eq!(Config::parse(text).unwrap().function_role, None);
+        let fix_logging = |value: &'static str| {
+            Config::from_lookup(move |name: &str| match name {
+                ENV_INLINE => Some(text.to_owned()),
+                ENV_ALLOW_FIX_LOGGING => Some(value.to_owned()),
+                _ => None,
+            })
+        };
+        assert!(fix_logging("false").unwrap().fix_logging_refused);
+        assert!(!fix_logging("true").unwrap().fix_logging_refused);
+        assert!(!fix_logging("").unwrap().fix_logging_refused);
+        let error = fix_logging("no").unwrap_err().to_string();
+        assert!(error.contains(ENV_ALLOW_FIX_LOGGING), "{error}");
         let error = Config::from_lookup(env("eks-iam-sync"))
             .unwrap_err()
             .to_string();
@@ -1150,6 +1184,7 @@ serviceIdentities: ['arn:aws:iam::123456789012:role/ci/deployer']
                 installation: None,
                 default_installation: None,
                 function_role: None,
+                fix_logging_refused: false,
             }
         );
         assert_eq!(

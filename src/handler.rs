@@ -239,6 +239,14 @@ fn emit_metrics(report: &Report, started: Instant) {
 /// malformed request. `None` when `input` is not an audit request.
 pub async fn handle_audit(app: &App, input: &Value, deadline: Instant) -> Option<Value> {
     let options = match audit::request(input)? {
+        Ok(options) if options.fix_logging && app.config.fix_logging_refused => {
+            let e = format!(
+                "audit: fixLogging is not allowed for this function ({}=false): deploy the stack with AllowFixLogging=true, or run `eks-iam-sync audit --fix-logging` with your own credentials",
+                crate::config::ENV_ALLOW_FIX_LOGGING
+            );
+            tracing::error!(outcome = "rejected", error = %e, "audit request rejected");
+            return Some(serde_json::json!({ "rejected": e }));
+        }
         Ok(options) => options,
         Err(e) => {
             tracing::error!(outcome = "rejected", error = %e, "audit request rejected");

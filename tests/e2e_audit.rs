@@ -317,6 +317,24 @@ async fn every_path_of_the_mixed_fleet_is_classified_and_nothing_is_written() {
     .unwrap();
     assert_eq!(invoked["exitCode"], 3);
     assert_eq!(invoked["summary"]["sharedBeyondNodeGroups"], 2);
+    // A function deployed without AllowFixLogging refuses fixLogging up front.
+    let mut refusing = app;
+    refusing.config.fix_logging_refused = true;
+    let refused = eks_iam_sync::handler::lambda(
+        &refusing,
+        None,
+        &serde_json::json!({"action": "audit", "fixLogging": true}),
+        deadline,
+    )
+    .await
+    .unwrap();
+    assert!(
+        refused["rejected"]
+            .as_str()
+            .unwrap()
+            .contains("AllowFixLogging=true"),
+        "{refused}"
+    );
 
     // Nothing was written, anywhere.
     assert_eq!(writes(bed), before);
